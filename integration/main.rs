@@ -1,0 +1,1 @@
+//! End-to-end tests: see integration/README or hack/test.sh.
