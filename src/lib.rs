@@ -10,3 +10,8 @@
 pub mod error;
 
 pub use error::{Context, Error, Result};
+pub mod config;
+pub mod namespaces;
+pub mod spawn;
+pub mod state;
+pub mod sync;

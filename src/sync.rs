@@ -1,0 +1,135 @@
+//! The channel between `skiff create` (the parent) and the container init.
+//!
+//! A SOCK_SEQPACKET socketpair: each message is one packet, so a message is
+//! never split or merged, and a peer that dies shows up as end-of-file.
+//! Messages are typed enums, serialised as JSON (small, and an error text
+//! from the child travels with its full context).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Parent -> init.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub enum ToInit {
+    /// uid_map/gid_map are written (when there is a new user namespace), and
+    /// here is the state for the hooks the init runs itself.
+    Proceed { state_json: Option<String> },
+    /// prestart and createRuntime hooks have run.
+    RuntimeHooksDone,
+}
+
+/// Init -> parent.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub enum ToParent {
+    /// Sent by the intermediate process (user namespace joined by path and a
+    /// new pid namespace): the host pid of the real init.
+    InitPid(i32),
+    /// Namespaces and mounts are ready, before pivot_root: run prestart and createRuntime hooks.
+    RuntimeHooks,
+    /// Fully set up, waiting for `start`.
+    Ready,
+    /// Setup failed; the text names the step, path and errno.
+    Failed(String),
+}
+
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Large enough for any message: error texts are short.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+impl Channel {
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid array of two ints for the kernel to fill.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        if rc < 0 {
+            return Err(Error::sys("socketpair", Errno::last()));
+        }
+        // SAFETY: the kernel just returned two new fds that nothing else owns.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(msg)
+            .map_err(|e| Error::msg(format!("sync: encode message: {e}")))?;
+        loop {
+            // SAFETY: bytes is a valid buffer of the given length.
+            let n = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = Errno::last();
+            if e != Errno::EINTR {
+                return Err(Error::sys("sync: send", e));
+            }
+        }
+    }
+
+    /// Receive one message; `Ok(None)` when the peer has gone.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let n = loop {
+            // SAFETY: buf is a valid writable buffer of the given length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = Errno::last();
+            if e != Errno::EINTR {
+                return Err(Error::sys("sync: receive", e));
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::msg(format!("sync: decode message: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_eof_is_none() {
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&ToParent::Failed("mount /proc: permission denied".into()))
+            .unwrap();
+        a.send(&ToParent::Ready).unwrap();
+        assert_eq!(
+            b.recv::<ToParent>().unwrap(),
+            Some(ToParent::Failed("mount /proc: permission denied".into()))
+        );
+        assert_eq!(b.recv::<ToParent>().unwrap(), Some(ToParent::Ready));
+        drop(a);
+        assert_eq!(b.recv::<ToParent>().unwrap(), None);
+    }
+}
