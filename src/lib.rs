@@ -11,7 +11,11 @@ pub mod error;
 
 pub use error::{Context, Error, Result};
 pub mod config;
+pub mod logging;
 pub mod namespaces;
+pub mod signal;
 pub mod spawn;
+pub mod spec_template;
 pub mod state;
 pub mod sync;
+pub mod sysctl;
