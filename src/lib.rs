@@ -19,3 +19,4 @@ pub mod spec_template;
 pub mod state;
 pub mod sync;
 pub mod sysctl;
+pub mod container;

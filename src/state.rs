@@ -41,6 +41,8 @@ pub struct ContainerState {
     #[serde(default)]
     pub annotations: HashMap<String, String>,
     #[serde(default)]
+    pub poststart_hooks: Vec<Hook>,
+    #[serde(default)]
     pub poststop_hooks: Vec<Hook>,
     /// The init has its own pid namespace (so signalling "all" is killing the init).
     #[serde(default)]
@@ -358,6 +360,7 @@ mod tests {
             created: now_rfc3339(),
             owner: "root".into(),
             annotations: HashMap::new(),
+            poststart_hooks: vec![],
             poststop_hooks: vec![],
             own_pid_ns: true,
         };

@@ -1,0 +1,284 @@
+//! `create`, the parent's side: validate, prepare, clone the init, serve
+//! its requests (id maps, runtime hooks), record the state.
+//!
+//! Invariant: until `create` succeeds, every error path kills and reaps the
+//! init and removes the state directory (`Cleanup`), so a failed create
+//! leaves nothing behind. The init's mounts live in its own mount
+//! namespace and vanish with it.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::config;
+use crate::container::init::{self, start_socket_addr};
+use crate::container::plan::{hook_state, ContainerPlan, CreateOptions};
+use crate::error::{Context, Error, Result};
+use crate::hooks;
+use crate::namespaces::{self, Disposition};
+use crate::spawn::{self, Forked};
+use crate::state::{self, ContainerState, Store};
+use crate::sync::{Channel, ToInit, ToParent};
+
+/// A created container, as `run` needs it to go on.
+pub struct Launched {
+    pub state: ContainerState,
+    /// The init is our child (true unless an intermediate process made it).
+    pub pidfd: OwnedFd,
+    /// The pty master when `run` attaches the terminal itself.
+    pub console_master: Option<OwnedFd>,
+}
+
+/// Removes what a failed create made.
+struct Cleanup<'a> {
+    store: &'a Store,
+    id: String,
+    init: Option<(i32, Option<OwnedFd>)>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some((pid, pidfd)) = self.init.take() {
+            match &pidfd {
+                Some(fd) => {
+                    let _ = spawn::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+                }
+                // SAFETY: pid is our own child that has not been reaped yet.
+                None => unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                },
+            }
+            let _ = spawn::wait_exit_code(pid);
+        }
+        let _ = self.store.remove(&self.id);
+    }
+}
+
+pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
+    state::validate_id(&opts.id)?;
+    let spec = config::load(&opts.bundle)?;
+    let plan = ContainerPlan::from_spec(&spec, opts)?;
+    let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
+
+    // Everything that can fail on bad input is opened before anything exists.
+    let ns_files = namespaces::open_joins(&plan.namespaces)?;
+    let console_socket = match &opts.console_socket {
+        Some(path) => Some(crate::console::connect_console_socket(path)?),
+        None => None,
+    };
+    let run_console = if plan.process.terminal && opts.console_socket.is_none() {
+        Some(console_pair()?)
+    } else {
+        None
+    };
+
+    let dir = store.create_dir(&opts.id)?;
+    let mut cleanup = Cleanup {
+        store,
+        id: opts.id.clone(),
+        init: None,
+        armed: true,
+    };
+    let lock = store.lock(&opts.id)?;
+    let dir_fd = nix::fcntl::open(
+        &dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys_path("open", &dir, e))?;
+    // SAFETY: open returned a new fd that we own.
+    let dir_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dir_fd) };
+    let sock_path = start_socket_addr(dir_fd.as_fd());
+    let listener = UnixListener::bind(&sock_path)
+        .map_err(|e| Error::io("bind start socket", dir.join(state::START_SOCKET), e))?;
+
+    let (parent_end, init_end) = Channel::pair()?;
+    let console_for_init: Option<RawFd> = match (&console_socket, &run_console) {
+        (Some(s), _) => Some(s.as_raw_fd()),
+        (None, Some((_, init_side))) => Some(init_side.as_raw_fd()),
+        (None, None) => None,
+    };
+
+    // A pid namespace to join applies to our next child only; go back after.
+    let own_pid_ns = match &plan.namespaces.pid {
+        Disposition::Join(_) => {
+            let own = std::fs::File::open("/proc/self/ns/pid")
+                .map_err(|e| Error::io("open", "/proc/self/ns/pid", e))?;
+            let target = ns_files
+                .iter()
+                .find(|n| n.typ == oci_spec::runtime::LinuxNamespaceType::Pid)
+                .ok_or_else(|| Error::msg("pid namespace file missing"))?;
+            namespaces::join(target)?;
+            Some(own)
+        }
+        _ => None,
+    };
+
+    if plan.namespaces.needs_intermediate() {
+        // The real init is our grandchild: adopt it when the intermediate exits.
+        // SAFETY: prctl with plain integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    // SAFETY: skiff is single-threaded; the child ends in init::run, which
+    // never returns (it execs or _exits).
+    let forked = unsafe { spawn::clone_fork(plan.namespaces.clone_flags(), None) };
+    if let Some(own) = &own_pid_ns {
+        namespaces::join_fd(
+            own.as_fd(),
+            oci_spec::runtime::LinuxNamespaceType::Pid,
+            std::path::Path::new("/proc/self/ns/pid"),
+        )?;
+    }
+    let (mut pid, pidfd) = match forked? {
+        Forked::Child => init::run(init::InitArgs {
+            plan: &plan,
+            channel: &init_end,
+            start_listener: listener.as_raw_fd(),
+            console: console_for_init,
+            ns_files: &ns_files,
+            close_fds: &[lock.raw_fd(), parent_end.raw_fd()],
+        }),
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    cleanup.init = Some((pid, pidfd));
+    drop(init_end);
+    drop(listener);
+    // Only the init keeps its end of the console pair.
+    let run_console = run_console.map(|(ours, theirs)| {
+        drop(theirs);
+        ours
+    });
+    drop(console_socket);
+
+    if plan.namespaces.needs_intermediate() {
+        match parent_end.recv::<ToParent>()? {
+            Some(ToParent::InitPid(real)) => {
+                // The intermediate exits at once; the init is re-parented to us (subreaper).
+                let _ = spawn::wait_exit_code(pid);
+                pid = real;
+                let fd = spawn::pidfd_open(real)?;
+                cleanup.init = Some((real, Some(fd)));
+            }
+            other => return Err(init_failed(other, pid)),
+        }
+    }
+
+    if plan.namespaces.user == Disposition::New {
+        write_id_maps(pid, &plan)?;
+    }
+    let creating_state = || hook_state(&plan.id, "creating", pid, &plan.bundle, &annotations);
+    if plan.init_waits_to_proceed() {
+        let state_json = plan.init_needs_state().then(creating_state);
+        parent_end.send(&ToInit::Proceed { state_json })?;
+    }
+
+    loop {
+        match parent_end.recv::<ToParent>()? {
+            Some(ToParent::RuntimeHooks) => {
+                let st = creating_state();
+                hooks::run_hooks("prestart", &plan.hooks.prestart, st.as_bytes())?;
+                hooks::run_hooks("createRuntime", &plan.hooks.create_runtime, st.as_bytes())?;
+                parent_end.send(&ToInit::RuntimeHooksDone)?;
+            }
+            Some(ToParent::Ready) => break,
+            other => return Err(init_failed(other, pid)),
+        }
+    }
+
+    let (start_time, _) = spawn::stat_start_time(pid)
+        .ok_or_else(|| Error::msg(format!("container init (pid {pid}) vanished after setup")))?;
+    let st = ContainerState {
+        oci_version: config::OCI_VERSION.to_string(),
+        id: plan.id.clone(),
+        pid,
+        pid_start_time: start_time,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.rootfs().to_path_buf(),
+        created: state::now_rfc3339(),
+        owner: owner_name(),
+        annotations,
+        poststart_hooks: plan.hooks.poststart.clone(),
+        poststop_hooks: plan.hooks.poststop.clone(),
+        own_pid_ns: plan.namespaces.pid != Disposition::Host,
+    };
+    store.save(&st)?;
+
+    let console_master = match run_console {
+        Some(ours) => Some(crate::console::recv_master(ours.as_fd())?),
+        None => None,
+    };
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    let (_, pidfd) = cleanup.init.take().unwrap_or((pid, None));
+    let pidfd = match pidfd {
+        Some(fd) => fd,
+        None => spawn::pidfd_open(pid)?,
+    };
+    cleanup.armed = false;
+    drop(lock);
+    Ok(Launched {
+        state: st,
+        pidfd,
+        console_master,
+    })
+}
+
+/// The init stopped talking: its last words, or how it ended.
+fn init_failed(msg: Option<ToParent>, pid: i32) -> Error {
+    match msg {
+        Some(ToParent::Failed(text)) => Error::msg(text),
+        Some(other) => Error::msg(format!("sync: unexpected message from init: {other:?}")),
+        None => Error::msg(format!(
+            "container init (pid {pid}) exited during setup without a reason"
+        )),
+    }
+}
+
+fn write_id_maps(pid: i32, plan: &ContainerPlan) -> Result<()> {
+    for (file, text) in [("uid_map", &plan.uid_map), ("gid_map", &plan.gid_map)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text.as_bytes())
+            .map_err(|e| Error::io("write", &path, e))
+            .with_context(|| format!("linux.{}Mappings", &file[..3]))?;
+    }
+    Ok(())
+}
+
+/// runc-compat: the decimal pid, no newline, written atomically.
+pub fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
+    let path: PathBuf = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("getcwd", ".", e))?
+            .join(path)
+    };
+    state::write_atomic(&path, pid.to_string().as_bytes(), 0o644).context("--pid-file")
+}
+
+fn console_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| Error::sys("socketpair for the console", io_errno(&e)))?;
+    Ok((OwnedFd::from(a), OwnedFd::from(b)))
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}
+
+fn owner_name() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}

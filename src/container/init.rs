@@ -1,0 +1,295 @@
+//! The container init: the child of `create`'s clone3, running in the new
+//! namespaces. It sets up the container, reports `Ready`, waits for
+//! `start` on the start socket, and execs the user process.
+//!
+//! Order matters, and each step says why it is where it is:
+//! 1. wait for the uid/gid maps (nothing is privileged in a new user
+//!    namespace before they exist), become root of the namespace;
+//! 2. join namespaces by path (user first), unshare the time namespace;
+//! 3. hostname, mounts (`rootfs::prepare`), runtime hooks in the parent,
+//!    createContainer hooks here — all before pivot_root, as the spec says;
+//! 4. pivot_root, console (needs the container's devpts), sysctl (needs its
+//!    /proc), masked and read-only paths, read-only root;
+//! 5. process attributes that need privilege (rlimits, bounding set) while
+//!    still root, then the user switch and the final capabilities;
+//! 6. `Ready`, then block in accept() until `start` connects.
+//!
+//! Errors never return to the caller's logic: they go to the parent as one
+//! text naming the step, path and errno, and the init `_exit`s.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::container::plan::ContainerPlan;
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, Disposition, NamespaceFile};
+use crate::sync::{Channel, ToInit, ToParent};
+use crate::{capabilities, exec, hooks, rlimits, rootfs, user};
+
+pub struct InitArgs<'a> {
+    pub plan: &'a ContainerPlan,
+    pub channel: &'a Channel,
+    pub start_listener: RawFd,
+    pub console: Option<RawFd>,
+    pub ns_files: &'a [NamespaceFile],
+    /// fds of the parent's that the init must close at once (the state lock).
+    pub close_fds: &'a [RawFd],
+}
+
+/// Never returns: the init either execs the user process or exits.
+pub fn run(args: InitArgs<'_>) -> ! {
+    for fd in args.close_fds {
+        // SAFETY: closing our copy of the parent's fds; nothing in the init uses them.
+        unsafe { libc::close(*fd) };
+    }
+    let err = match setup_and_wait(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = args.channel.send(&ToParent::Failed(err.to_string()));
+    // SAFETY: _exit skips the parent's atexit handlers and destructors, which
+    // must not run twice (we are a fork of it).
+    unsafe { libc::_exit(1) }
+}
+
+fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
+    let plan = a.plan;
+    // The parent may have blocked signals; the container starts with none blocked.
+    // SAFETY: an empty, initialised sigset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+
+    let mut state_json = None;
+    if plan.init_waits_to_proceed() {
+        match a.channel.recv::<ToInit>()? {
+            Some(ToInit::Proceed { state_json: s }) => state_json = s,
+            Some(other) => return Err(Error::msg(format!("sync: unexpected {other:?}"))),
+            // The parent is gone: nobody will ever start us.
+            // SAFETY: see `run`.
+            None => unsafe { libc::_exit(1) },
+        }
+    }
+
+    // Joining happens first for user (it grants the rights for the rest).
+    for ns in a.ns_files {
+        if ns.typ == oci_spec::runtime::LinuxNamespaceType::Pid {
+            continue; // entered by the parent for the clone
+        }
+        namespaces::join(ns)?;
+        if ns.typ == oci_spec::runtime::LinuxNamespaceType::User {
+            become_root()?;
+        }
+    }
+    if plan.namespaces.user == Disposition::New {
+        become_root()?;
+    }
+    namespaces::unshare(plan.namespaces.unshare_flags_after_join())?;
+    if plan.namespaces.needs_intermediate() {
+        enter_new_pid_namespace(a.channel)?;
+    }
+    if plan.namespaces.time == Disposition::New {
+        namespaces::new_time_namespace(&plan.namespaces.time_offsets)
+            .context("time namespace")?;
+    }
+    if plan.new_keyring {
+        join_session_keyring(&plan.id)?;
+    }
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).map_err(|e| Error::sys(format!("sethostname {h:?}"), e))?;
+    }
+    if let Some(d) = &plan.domainname {
+        set_domainname(d)?;
+    }
+    if let Some(adj) = plan.process.oom_score_adj {
+        exec::set_oom_score_adj(adj)?;
+    }
+
+    rootfs::prepare(&plan.rootfs)?;
+
+    if plan.has_runtime_hooks() {
+        a.channel.send(&ToParent::RuntimeHooks)?;
+        match a.channel.recv::<ToInit>()? {
+            Some(ToInit::RuntimeHooksDone) => {}
+            Some(other) => return Err(Error::msg(format!("sync: unexpected {other:?}"))),
+            // SAFETY: see `run`.
+            None => unsafe { libc::_exit(1) },
+        }
+    }
+    let state_bytes = state_json.unwrap_or_default().into_bytes();
+    hooks::run_hooks("createContainer", &plan.hooks.create_container, &state_bytes)?;
+
+    rootfs::enter(&plan.rootfs)?;
+    ensure_cwd(&plan.process.cwd)?;
+    if let Some(fd) = a.console {
+        // SAFETY: the parent keeps this fd open in our copy until exec.
+        let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+        crate::console::setup_console(sock, plan.process.console_size)
+            .context("set up the console")?;
+        // SAFETY: the socket has done its job; closing our own fd.
+        unsafe { libc::close(fd) };
+    }
+    plan.sysctl.apply()?;
+    rootfs::finish(&plan.rootfs)?;
+
+    let p = &plan.process;
+    let mut env = p.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(p.user.uid())));
+    }
+    let program = exec::find_executable(&p.args[0], &env, &p.cwd)?;
+    rlimits::apply(&p.rlimits)?;
+    capabilities::drop_bounding(&p.capabilities)?;
+    if p.no_new_privileges {
+        exec::set_no_new_privs()?;
+    }
+    user::switch_user(&p.user)?;
+    capabilities::apply_final(&p.capabilities)?;
+    nix::unistd::chdir(&p.cwd)
+        .map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
+    exec::prepare_fds(p.extra_fds)?;
+
+    a.channel.send(&ToParent::Ready)?;
+
+    let conn = accept_start(a.start_listener)?;
+    if let Err(e) = hooks::run_hooks("startContainer", &plan.hooks.start_container, &state_bytes) {
+        fail_start(conn, &e);
+    }
+    let err = exec::exec(&program, &p.args, &env);
+    fail_start(conn, &err)
+}
+
+/// Tell the `start` command why the container could not start, and exit.
+fn fail_start(conn: OwnedFd, err: &Error) -> ! {
+    let mut f = std::fs::File::from(conn);
+    let _ = f.write_all(err.to_string().as_bytes());
+    drop(f);
+    // SAFETY: see `run`.
+    unsafe { libc::_exit(1) }
+}
+
+/// In a user namespace, be uid/gid 0 of it, so that the setup runs as the
+/// namespace's root (the host uid we came in with is unmapped there).
+fn become_root() -> Result<()> {
+    // SAFETY: plain id syscalls; we are single-threaded so no libc setxid broadcast is needed.
+    unsafe {
+        if libc::setresgid(0, 0, 0) < 0 {
+            return Err(Error::sys(
+                "setresgid 0 in the user namespace (is gid 0 mapped?)",
+                Errno::last(),
+            ));
+        }
+        if libc::setresuid(0, 0, 0) < 0 {
+            return Err(Error::sys(
+                "setresuid 0 in the user namespace (is uid 0 mapped?)",
+                Errno::last(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For a user namespace joined by path, a new pid namespace must be created
+/// from inside it, and only children enter it: fork once more. The
+/// intermediate reports the real init's pid and leaves.
+fn enter_new_pid_namespace(channel: &Channel) -> Result<()> {
+    namespaces::unshare(libc::CLONE_NEWPID as u64)?;
+    // SAFETY: single-threaded; the child continues the setup, the parent only sends and exits.
+    match unsafe { crate::spawn::clone_fork(0, None) }? {
+        crate::spawn::Forked::Child => Ok(()),
+        crate::spawn::Forked::Parent { pid, .. } => {
+            let _ = channel.send(&ToParent::InitPid(pid));
+            // SAFETY: see `run`.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = std::ffi::CString::new(id).map_err(|_| Error::InvalidId(id.to_string()))?;
+    // SAFETY: keyctl with a valid NUL-terminated name.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if rc < 0 {
+        let e = Errno::last();
+        // Kernels without keyrings, or where keyctl is filtered: the keyring is an isolation nicety.
+        if e == Errno::ENOSYS {
+            return Ok(());
+        }
+        return Err(Error::sys("join a new session keyring", e));
+    }
+    Ok(())
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe a valid byte string.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if rc < 0 {
+        return Err(Error::sys(format!("setdomainname {name:?}"), Errno::last()));
+    }
+    Ok(())
+}
+
+/// runc creates a missing working directory; we do it as root, inside the
+/// new root, so the path cannot lead outside it.
+fn ensure_cwd(cwd: &Path) -> Result<()> {
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::sys_path("process.cwd", cwd, Errno::ENOTDIR)),
+        Err(_) => std::fs::create_dir_all(cwd).map_err(|e| Error::io("create process.cwd", cwd, e)),
+    }
+}
+
+/// $HOME for a process whose env has none: from the container's
+/// /etc/passwd, "/" when the user is not listed.
+fn home_of(uid: u32) -> String {
+    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
+        return "/".into();
+    };
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() >= 6 && fields[2].parse::<u32>() == Ok(uid) && !fields[5].is_empty() {
+            return fields[5].to_string();
+        }
+    }
+    "/".into()
+}
+
+fn accept_start(listener: RawFd) -> Result<OwnedFd> {
+    loop {
+        // SAFETY: accept4 on our listening socket; no address wanted.
+        let fd = unsafe {
+            libc::accept4(
+                listener,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: accept4 returned a new fd that we own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(Error::sys("accept start connection", e));
+        }
+    }
+}
+
+/// Resolve the unix socket path of a container's start socket without the
+/// 108-byte sun_path limit getting in the way of a long --root: the
+/// directory is reached through /proc/self/fd.
+pub fn start_socket_addr(dir_fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/self/fd/{}/{}",
+        dir_fd.as_raw_fd(),
+        crate::state::START_SOCKET
+    ))
+}

@@ -1,0 +1,158 @@
+//! The container lifecycle: create, start, kill, delete, state, list, run.
+
+pub mod create;
+pub mod init;
+pub mod plan;
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+
+use serde_json::json;
+
+pub use create::{create, write_pid_file, Launched};
+pub use plan::CreateOptions;
+
+use crate::error::{Error, Result};
+use crate::hooks;
+use crate::spawn;
+use crate::state::{self, ContainerState, Status, Store};
+
+/// Release a created container's init to exec the user process, then run
+/// the poststart hooks. Returns when the user process has been exec'd.
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let st = store.load(id)?;
+    match store.status(&st) {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::msg(format!(
+                "cannot start a container that has stopped: {id}"
+            )))
+        }
+        other => {
+            return Err(Error::msg(format!(
+                "cannot start an already {other} container: {id}"
+            )))
+        }
+    }
+    let dir = store.dir(id);
+    let dir_fd = std::fs::File::open(&dir).map_err(|e| Error::io("open", &dir, e))?;
+    let addr = init::start_socket_addr(dir_fd.as_fd());
+    let mut conn = UnixStream::connect(&addr)
+        .map_err(|e| Error::io("connect to the container's start socket", dir.join(state::START_SOCKET), e))?;
+    // From here on the container has left `created`, whatever happens next.
+    let _ = std::fs::remove_file(dir.join(state::START_SOCKET));
+    let mut reply = String::new();
+    // EOF without a word: exec succeeded (the connection was close-on-exec).
+    conn.read_to_string(&mut reply)
+        .map_err(|e| Error::io("read start result", dir.join(state::START_SOCKET), e))?;
+    if !reply.is_empty() {
+        return Err(Error::msg(reply));
+    }
+    if !st.poststart_hooks.is_empty() {
+        let json = plan::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
+        if let Err(e) = hooks::run_hooks("poststart", &st.poststart_hooks, json.as_bytes()) {
+            log::warn!("{e}");
+        }
+    }
+    Ok(())
+}
+
+pub fn kill(store: &Store, id: &str, signal: i32) -> Result<()> {
+    let st = store.load(id)?;
+    if store.status(&st) == Status::Stopped {
+        return Err(Error::NotRunning(id.to_string()));
+    }
+    let pidfd = state::open_init(&st)?;
+    spawn::pidfd_send_signal(pidfd.as_fd(), signal)
+        .map_err(|e| Error::msg(format!("kill container {id}: {e}")))
+}
+
+/// How long `delete` waits for a killed init to die.
+const KILL_WAIT_MS: i32 = 10_000;
+
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    let _lock = match store.lock(id) {
+        Ok(l) => l,
+        Err(Error::NotExist(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let st = match store.load(id) {
+        Ok(st) => st,
+        // A create that died before writing its state: nothing runs that we know of.
+        Err(Error::NotExist(_)) if force => return store.remove(id),
+        Err(Error::NotExist(_)) => {
+            return Err(Error::msg(format!(
+                "container {id} has no state (an interrupted create?): use delete --force"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let status = store.status(&st);
+    match status {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&st)?,
+        Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&st)?,
+        other => {
+            return Err(Error::msg(format!(
+                "cannot delete container {id} that is not stopped: {other}"
+            )))
+        }
+    }
+    if !st.poststop_hooks.is_empty() {
+        let json = plan::hook_state(id, "stopped", 0, &st.bundle, &st.annotations);
+        if let Err(e) = hooks::run_hooks("poststop", &st.poststop_hooks, json.as_bytes()) {
+            log::warn!("{e}");
+        }
+    }
+    store.remove(id)
+}
+
+fn kill_and_wait(st: &ContainerState) -> Result<()> {
+    let Ok(pidfd) = state::open_init(st) else {
+        return Ok(()); // already gone
+    };
+    spawn::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL)
+        .map_err(|e| Error::msg(format!("kill container {}: {e}", st.id)))?;
+    if !spawn::pidfd_wait_exit(pidfd.as_fd(), KILL_WAIT_MS)? {
+        return Err(Error::msg(format!(
+            "container {} (pid {}) did not die within {} s of SIGKILL",
+            st.id,
+            st.pid,
+            KILL_WAIT_MS / 1000
+        )));
+    }
+    Ok(())
+}
+
+/// The runtime-spec state object, plus runc's extra fields.
+pub fn state_json(store: &Store, st: &ContainerState) -> serde_json::Value {
+    let status = store.status(st);
+    let pid = if status == Status::Stopped { 0 } else { st.pid };
+    json!({
+        "ociVersion": st.oci_version,
+        "id": st.id,
+        "pid": pid,
+        "status": status.as_str(),
+        "bundle": st.bundle,
+        "rootfs": st.rootfs,
+        "created": st.created,
+        "owner": st.owner,
+        "annotations": st.annotations,
+    })
+}
+
+/// Every container with a readable state, for `list`.
+pub fn list(store: &Store) -> Result<Vec<(ContainerState, Status)>> {
+    let mut out = Vec::new();
+    for id in store.ids()? {
+        // A directory without a complete state is a create in progress or
+        // one that died; `list` shows what it can read.
+        if let Ok(st) = store.load(&id) {
+            let status = store.status(&st);
+            out.push((st, status));
+        }
+    }
+    Ok(out)
+}
