@@ -10,3 +10,11 @@
 pub mod error;
 
 pub use error::{Context, Error, Result};
+pub mod capabilities;
+pub mod console;
+pub mod exec;
+pub mod hooks;
+pub mod process;
+pub mod rlimits;
+pub mod tty;
+pub mod user;
