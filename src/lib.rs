@@ -10,13 +10,21 @@
 pub mod error;
 
 pub use error::{Context, Error, Result};
+pub mod capabilities;
 pub mod config;
+pub mod console;
+pub mod container;
+pub mod exec;
+pub mod hooks;
 pub mod logging;
 pub mod namespaces;
+pub mod process;
+pub mod rlimits;
 pub mod signal;
 pub mod spawn;
 pub mod spec_template;
 pub mod state;
 pub mod sync;
 pub mod sysctl;
-pub mod container;
+pub mod tty;
+pub mod user;

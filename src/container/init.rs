@@ -108,7 +108,7 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         set_domainname(d)?;
     }
     if let Some(adj) = plan.process.oom_score_adj {
-        exec::set_oom_score_adj(adj)?;
+        crate::process::set_oom_score_adj(adj)?;
     }
 
     rootfs::prepare(&plan.rootfs)?;
@@ -147,7 +147,7 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     rlimits::apply(&p.rlimits)?;
     capabilities::drop_bounding(&p.capabilities)?;
     if p.no_new_privileges {
-        exec::set_no_new_privs()?;
+        crate::process::set_no_new_privs()?;
     }
     user::switch_user(&p.user)?;
     capabilities::apply_final(&p.capabilities)?;

@@ -1,0 +1,323 @@
+//! The last steps of the container init: finding the user's program the way
+//! runc does (Go's exec.LookPath rules), fixing up inherited fds, execve.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+
+/// PATH used when the process env has none (the one runc and Docker use).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Resolves `arg0` to the program to exec. Error texts follow Go's, since
+/// engines map "executable file not found" / "no such file or directory" to
+/// exit 127 and "permission denied" to 126.
+pub fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        let p = if arg0.starts_with('/') {
+            PathBuf::from(arg0)
+        } else {
+            cwd.join(arg0)
+        };
+        return match std::fs::metadata(&p) {
+            Err(e) => {
+                let errno = e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO);
+                Err(Error::msg(format!(
+                    "exec: {arg0:?}: stat {arg0}: {}",
+                    crate::error::ErrnoText(errno)
+                )))
+            }
+            Ok(m) if m.is_dir() => Err(Error::msg(format!("exec: {arg0:?}: is a directory"))),
+            Ok(m) if is_exec(&m) => Ok(p),
+            Ok(_) => Err(Error::msg(format!("exec: {arg0:?}: permission denied"))),
+        };
+    }
+    if !arg0.is_empty() {
+        let path = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        for dir in path.split(':') {
+            let dir = if dir.is_empty() { "." } else { dir };
+            let mut p = if dir.starts_with('/') {
+                PathBuf::from(dir)
+            } else {
+                cwd.join(dir)
+            };
+            p.push(arg0);
+            if std::fs::metadata(&p).is_ok_and(|m| is_exec(&m)) {
+                return Ok(p);
+            }
+        }
+    }
+    Err(Error::msg(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    )))
+}
+
+fn is_exec(m: &std::fs::Metadata) -> bool {
+    // Only regular files can be executed: a device with an x bit would fail
+    // in execve with EACCES anyway.
+    m.file_type().is_file() && m.permissions().mode() & 0o111 != 0
+}
+
+/// Leaves fds 0..3+preserve_fds open across exec and marks every higher fd
+/// close-on-exec, so nothing of the runtime leaks into the container.
+pub fn prepare_fds(preserve_fds: u32) -> Result<()> {
+    let first = preserve_fds
+        .checked_add(3)
+        .ok_or_else(|| Error::config("preserve-fds", format!("{preserve_fds} is too large")))?;
+    // SAFETY: close_range only changes fd flags; the raw syscall avoids
+    // depending on a glibc new enough to wrap it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r != 0 {
+        let errno = Errno::last();
+        if errno != Errno::ENOSYS && errno != Errno::EINVAL {
+            return Err(Error::sys("close_range CLOSE_RANGE_CLOEXEC", errno));
+        }
+        cloexec_from_proc(first)?;
+    }
+    for fd in 3..first {
+        let fd = fd as libc::c_int;
+        // SAFETY: F_SETFD on an fd number only changes its flags; a number
+        // that is not open gives EBADF, which is fine: nothing to preserve.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 && Errno::last() != Errno::EBADF {
+            return Err(Error::sys(format!("fcntl F_SETFD fd {fd}"), Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Fallback for kernels before 5.11 without CLOSE_RANGE_CLOEXEC.
+fn cloexec_from_proc(first: u32) -> Result<()> {
+    const FD_DIR: &str = "/proc/self/fd";
+    let dir = std::fs::read_dir(FD_DIR).map_err(|e| Error::io("read dir", FD_DIR, e))?;
+    for entry in dir {
+        let entry = entry.map_err(|e| Error::io("read dir", FD_DIR, e))?;
+        let Some(fd) = std::str::from_utf8(entry.file_name().as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<libc::c_int>().ok())
+        else {
+            continue;
+        };
+        if fd < 0 || (fd as u32) < first {
+            continue;
+        }
+        // SAFETY: only sets a flag; the directory's own fd (already closed
+        // by the time it matters, or CLOEXEC anyway) may give EBADF.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+            && Errno::last() != Errno::EBADF
+        {
+            return Err(Error::sys(format!("fcntl F_SETFD fd {fd}"), Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+fn cstring(field: &str, s: &[u8]) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::config(field, "contains a NUL byte"))
+}
+
+/// execve(path, args, env). Returns only on failure, with the error.
+/// An empty `args` gives argv[0] = path.
+pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
+    let build = || -> Result<(CString, Vec<CString>, Vec<CString>)> {
+        let p = cstring("process.args[0]", path.as_os_str().as_bytes())?;
+        let mut argv = Vec::with_capacity(args.len().max(1));
+        if args.is_empty() {
+            argv.push(p.clone());
+        }
+        for a in args {
+            argv.push(cstring("process.args", a.as_bytes())?);
+        }
+        let envp = env
+            .iter()
+            .map(|e| cstring("process.env", e.as_bytes()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((p, argv, envp))
+    };
+    let (p, argv, envp) = match build() {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: all pointers point into CStrings alive for the call, and both
+    // arrays are NULL-terminated.
+    unsafe { libc::execve(p.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    Error::sys_path("exec", path, Errno::last())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::testing::in_child;
+    use std::os::fd::AsRawFd;
+
+    fn setup() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for (name, mode) in [("prog", 0o755), ("noexec", 0o644), ("both", 0o644)] {
+            let p = bin.join(name);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let bin2 = d.path().join("bin2");
+        std::fs::create_dir(&bin2).unwrap();
+        std::fs::write(bin2.join("both"), "").unwrap();
+        std::fs::set_permissions(bin2.join("both"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::fs::create_dir(bin2.join("dir")).unwrap();
+        d
+    }
+
+    #[test]
+    fn searches_path_from_env() {
+        let d = setup();
+        let root = d.path();
+        let env = vec![
+            "PATH=/nonexistent".to_string(),
+            format!("PATH={}/bin:{}/bin2", root.display(), root.display()),
+        ];
+        assert_eq!(
+            find_executable("prog", &env, root).unwrap(),
+            root.join("bin/prog")
+        );
+        // Not executable in the first dir: keep searching.
+        assert_eq!(
+            find_executable("both", &env, root).unwrap(),
+            root.join("bin2/both")
+        );
+        // Relative PATH entries are relative to cwd; empty means ".".
+        let env = vec!["PATH=:bin".to_string()];
+        assert_eq!(
+            find_executable("prog", &env, root).unwrap(),
+            root.join("bin/prog")
+        );
+        for name in ["noexec", "dir", "missing", ""] {
+            let env = vec![format!("PATH={}/bin:{}/bin2", root.display(), root.display())];
+            assert_eq!(
+                find_executable(name, &env, root).unwrap_err().to_string(),
+                format!("exec: {name:?}: executable file not found in $PATH")
+            );
+        }
+    }
+
+    #[test]
+    fn default_path() {
+        let expected = DEFAULT_PATH
+            .split(':')
+            .map(|d| Path::new(d).join("sh"))
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| is_exec(&m)))
+            .unwrap();
+        assert_eq!(
+            find_executable("sh", &["HOME=/".into()], Path::new("/")).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn paths_with_slash() {
+        let d = setup();
+        let root = d.path();
+        assert_eq!(
+            find_executable("./bin/prog", &[], root).unwrap(),
+            root.join("./bin/prog")
+        );
+        let abs = root.join("bin/prog");
+        assert_eq!(
+            find_executable(abs.to_str().unwrap(), &[], Path::new("/")).unwrap(),
+            abs
+        );
+        assert_eq!(
+            find_executable("/x/y", &[], root).unwrap_err().to_string(),
+            "exec: \"/x/y\": stat /x/y: no such file or directory"
+        );
+        assert_eq!(
+            find_executable("bin/noexec", &[], root).unwrap_err().to_string(),
+            "exec: \"bin/noexec\": permission denied"
+        );
+        assert_eq!(
+            find_executable("bin2/dir", &[], root).unwrap_err().to_string(),
+            "exec: \"bin2/dir\": is a directory"
+        );
+    }
+
+    fn cloexec(fd: i32) -> Option<bool> {
+        // SAFETY: F_GETFD only reads flags.
+        let r = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        (r >= 0).then_some(r & libc::FD_CLOEXEC != 0)
+    }
+
+    #[test]
+    fn prepare_fds_in_child() {
+        let code = in_child(|| {
+            // Make fds 3..=9 exist (cloexec or not), then ask to keep 3 and 4.
+            for fd in 3..10 {
+                // SAFETY: dup3 onto a chosen number in our own forked child.
+                unsafe { libc::dup3(0, fd, libc::O_CLOEXEC) };
+            }
+            // SAFETY: as above, a non-cloexec fd above the preserved range.
+            unsafe { libc::dup2(0, 7) };
+            if prepare_fds(2).is_err() {
+                return 2;
+            }
+            if cloexec(3) != Some(false) || cloexec(4) != Some(false) {
+                return 3;
+            }
+            if (5..10).any(|fd| cloexec(fd) != Some(true)) {
+                return 4;
+            }
+            if cloexec(0) != Some(false) {
+                return 5;
+            }
+            // The /proc walk gives the same result.
+            // SAFETY: clearing a flag in our own child.
+            unsafe { libc::fcntl(7, libc::F_SETFD, 0) };
+            if cloexec_from_proc(5).is_err() || cloexec(7) != Some(true) {
+                return 6;
+            }
+            0
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn exec_in_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let f = std::fs::File::create(&out).unwrap();
+        let code = in_child(|| {
+            // SAFETY: redirect stdout of our own child to the file.
+            unsafe { libc::dup2(f.as_raw_fd(), 1) };
+            let e = exec(
+                Path::new("/bin/sh"),
+                &["mysh".into(), "-c".into(), "echo $0 $FOO".into()],
+                &["FOO=bar".into()],
+            );
+            eprintln!("{e}");
+            9
+        });
+        assert_eq!(code, 0);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "mysh bar\n");
+        let e = exec(Path::new("/nonexistent/x"), &["x".into()], &[]);
+        assert_eq!(e.to_string(), "exec /nonexistent/x: no such file or directory");
+        let e = exec(Path::new("/bin/sh"), &["a\0b".into()], &[]);
+        assert_eq!(e.to_string(), "process.args: contains a NUL byte");
+    }
+}

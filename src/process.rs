@@ -1,0 +1,170 @@
+//! Small per-process knobs applied in the container init just before exec.
+
+use std::io::Write;
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+
+/// Sets `PR_SET_NO_NEW_PRIVS` so that exec cannot grant privileges
+/// (setuid bits, file capabilities) the process does not already have.
+pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: prctl with integer arguments only; no memory is passed.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(Error::sys("prctl PR_SET_NO_NEW_PRIVS", Errno::last()));
+    }
+    Ok(())
+}
+
+const OOM_SCORE_ADJ: &str = "/proc/self/oom_score_adj";
+
+/// Writes `process.oomScoreAdj` to /proc/self/oom_score_adj.
+pub fn set_oom_score_adj(v: i32) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(OOM_SCORE_ADJ)
+        .map_err(|e| Error::io("open", OOM_SCORE_ADJ, e))?;
+    // One write call: the kernel parses the value from a single write.
+    let mut buf = itoa_buf(v);
+    let text = buf.as_str();
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(format!("write {v} to"), OOM_SCORE_ADJ, e))
+}
+
+/// Formats an i32 without going through the formatting machinery's heap
+/// allocation (a String), since this runs right before exec.
+struct SmallNum {
+    bytes: [u8; 12],
+    start: usize,
+}
+
+impl SmallNum {
+    fn as_str(&mut self) -> &str {
+        std::str::from_utf8(&self.bytes[self.start..]).unwrap_or("0")
+    }
+}
+
+fn itoa_buf(v: i32) -> SmallNum {
+    let mut bytes = [0u8; 12];
+    let mut i = bytes.len();
+    let neg = v < 0;
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        bytes[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if neg {
+        i -= 1;
+        bytes[i] = b'-';
+    }
+    SmallNum { bytes, start: i }
+}
+
+/// Helpers for tests that must change process-wide state (credentials,
+/// capabilities, signal masks): run the body in a forked child so nothing
+/// leaks into the test harness.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Runs `f` in a forked child and returns its exit code (or 128+signal).
+    /// The child never returns into the harness.
+    pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child only runs `f` and then _exits; glibc's malloc is
+        // fork-safe, so allocation in the child is fine even though the test
+        // harness is multi-threaded.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            // SAFETY: _exit never returns and skips the harness's atexit work.
+            unsafe { libc::_exit(code) };
+        }
+        wait(pid)
+    }
+
+    /// A field of /proc/self/status with its whitespace normalised.
+    pub(crate) fn status_field(name: &str) -> String {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn wait(pid: i32) -> i32 {
+        let mut status = 0;
+        loop {
+            // SAFETY: status is a valid out pointer.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                break;
+            }
+            assert_eq!(nix::errno::Errno::last(), nix::errno::Errno::EINTR);
+        }
+        if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::in_child;
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        for v in [0, 7, -1, 1000, -1000, i32::MAX, i32::MIN] {
+            assert_eq!(itoa_buf(v).as_str(), v.to_string());
+        }
+    }
+
+    #[test]
+    fn no_new_privs_in_child() {
+        let code = in_child(|| {
+            if set_no_new_privs().is_err() {
+                return 2;
+            }
+            let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            if s.lines().any(|l| l == "NoNewPrivs:\t1") {
+                0
+            } else {
+                3
+            }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn oom_score_adj_in_child() {
+        let code = in_child(|| {
+            // Raising is always allowed; lowering needs CAP_SYS_RESOURCE,
+            // which this VM's bounding set lacks.
+            if set_oom_score_adj(500).is_err() {
+                return 2;
+            }
+            let s = std::fs::read_to_string(OOM_SCORE_ADJ).unwrap_or_default();
+            if s.trim() == "500" {
+                0
+            } else {
+                3
+            }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn oom_score_adj_error_names_file_and_value() {
+        let e = set_oom_score_adj(5000).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "write 5000 to /proc/self/oom_score_adj: invalid argument"
+        );
+    }
+}
