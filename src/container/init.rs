@@ -83,20 +83,22 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
             continue; // entered by the parent for the clone
         }
         namespaces::join(ns)?;
-        if ns.typ == oci_spec::runtime::LinuxNamespaceType::User {
-            become_root()?;
-        }
-    }
-    if plan.namespaces.user == Disposition::New {
-        become_root()?;
     }
     namespaces::unshare(plan.namespaces.unshare_flags_after_join())?;
     if plan.namespaces.needs_intermediate() {
         enter_new_pid_namespace(a.channel)?;
     }
+    // Before become_root: changing ids makes us non-dumpable, which hands
+    // /proc/self files to the host's root, and the offsets file with them.
     if plan.namespaces.time == Disposition::New {
         namespaces::new_time_namespace(&plan.namespaces.time_offsets)
             .context("time namespace")?;
+    }
+    if let Some(adj) = plan.process.oom_score_adj {
+        crate::process::set_oom_score_adj(adj)?;
+    }
+    if plan.namespaces.in_userns() {
+        become_root()?;
     }
     if plan.new_keyring {
         join_session_keyring(&plan.id)?;
@@ -106,9 +108,6 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     }
     if let Some(d) = &plan.domainname {
         set_domainname(d)?;
-    }
-    if let Some(adj) = plan.process.oom_score_adj {
-        crate::process::set_oom_score_adj(adj)?;
     }
 
     rootfs::prepare(&plan.rootfs)?;
