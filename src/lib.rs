@@ -10,3 +10,4 @@
 pub mod error;
 
 pub use error::{Context, Error, Result};
+pub mod rootfs;
