@@ -20,6 +20,7 @@ pub mod logging;
 pub mod namespaces;
 pub mod process;
 pub mod rlimits;
+pub mod rootfs;
 pub mod signal;
 pub mod spawn;
 pub mod spec_template;

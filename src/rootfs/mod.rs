@@ -1,0 +1,522 @@
+//! The container's root filesystem: `root`, `mounts`, `/dev`, masked and
+//! read-only paths, rootfs propagation (runtime-spec config.md and
+//! config-linux.md).
+//!
+//! # Order of operations
+//!
+//! [`RootfsPlan::from_spec`] decides everything from the config (pure,
+//! apart from locating the rootfs). The container init, already in its
+//! own mount namespace (and user namespace, if any), then calls:
+//!
+//! 1. [`prepare`], before the createContainer hooks:
+//!    1. "/" gets `MS_SLAVE|MS_REC` (or the requested `rootfsPropagation`)
+//!       so nothing mounted below propagates back to the host. When that
+//!       leaves the rootfs's parent mount shared, it is made private, since
+//!       pivot_root refuses shared parents.
+//!    2. the rootfs is bind-mounted onto itself (`MS_BIND|MS_REC`): it must
+//!       be a mount point for pivot_root and MS_MOVE, and it is the mount
+//!       every later step builds on. Only then is the rootfs opened
+//!       (`O_PATH`), so the fd names the new mount.
+//!    3. every `mounts` entry, in order: the first mount(2), then for binds
+//!       the `MS_BIND|MS_REMOUNT` call for per-mount flags, then one
+//!       mount(2) per propagation option, then mount_setattr(2) with
+//!       `AT_RECURSIVE` for the recursive options (rro, rnosuid, ...).
+//!    4. /dev, unless /dev is a bind mount from the host: the default
+//!       devices and `linux.devices` (mknod, or a bind of the host node when
+//!       a user namespace forbids mknod), the /dev/fd and /dev/std*
+//!       symlinks, and /dev/ptmx -> pts/ptmx when /dev/pts is a devpts.
+//! 2. [`enter`]: pivot_root(".", ".") then a detached unmount of the old
+//!    root (made rslave first so the unmount does not reach the host), or
+//!    with `no_pivot`, MS_MOVE of the rootfs onto "/" and chroot(".").
+//!    The working directory is "/" afterwards.
+//! 3. [`finish`], after the console is set up: `linux.maskedPaths`,
+//!    `linux.readonlyPaths`, `root.readonly`, and last the requested
+//!    `rootfsPropagation` of "/".
+//!
+//! # Path resolution invariant
+//!
+//! Before [`enter`], the rootfs is an ordinary directory of the host and
+//! its image is untrusted: a symlink such as `rootfs/evil -> /etc` or
+//! `rootfs/a -> ../../..` must not redirect any mount, mkdir, mknod or file
+//! creation to the host. So no path inside the rootfs is ever handed to
+//! the kernel as a string below the rootfs: every destination is resolved
+//! with openat2(2) and `RESOLVE_IN_ROOT` from the rootfs fd (symlinks and
+//! ".." then resolve as if the rootfs were "/"), missing components are
+//! created one at a time with mkdirat/mknodat relative to a directory fd
+//! that was itself resolved that way, and the mount(2) target is the
+//! opened fd, named through "/proc/self/fd/N" (the host's /proc is still
+//! visible). The fd's path is checked to lie under the rootfs before
+//! mounting, as a second line of defense. After [`enter`] the root
+//! directory is the rootfs, so plain paths can no longer leave it.
+
+mod cgroup;
+mod devices;
+mod mounts;
+mod options;
+mod paths;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use self::devices::DevicePlan;
+use self::mounts::{sys_mount, MountKind, MountPlan};
+use self::options::*;
+use self::paths::ContainerPath;
+use crate::error::{Context, ErrnoText, Error, Result};
+
+/// Everything decided from the config; applying it needs no more parsing.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    rootfs: PathBuf,
+    rootfs_c: CString,
+    readonly: bool,
+    no_pivot: bool,
+    in_userns: bool,
+    /// Flags for "/" in step 1.
+    root_propagation: u64,
+    /// The requested rootfsPropagation, applied again at the end.
+    final_propagation: Option<u64>,
+    /// Step 1 may leave the rootfs's parent mount shared.
+    parent_private: bool,
+    mounts: Vec<MountPlan>,
+    /// Empty when /dev is a bind mount from the host.
+    devices: Vec<DevicePlan>,
+    setup_dev: bool,
+    ptmx_symlink: bool,
+    masked: Vec<ContainerPath>,
+    readonly_paths: Vec<ContainerPath>,
+}
+
+fn propagation_flags(s: &str) -> Option<u64> {
+    Some(match s {
+        "private" => MS_PRIVATE,
+        "rprivate" => MS_PRIVATE | MS_REC,
+        "slave" => MS_SLAVE,
+        "rslave" => MS_SLAVE | MS_REC,
+        "shared" => MS_SHARED,
+        "rshared" => MS_SHARED | MS_REC,
+        "unbindable" => MS_UNBINDABLE,
+        "runbindable" => MS_UNBINDABLE | MS_REC,
+        _ => return None,
+    })
+}
+
+impl RootfsPlan {
+    /// Validate and decide. `bundle` is the absolute bundle directory;
+    /// root.path is relative to it (or absolute). `no_pivot` = runc's
+    /// --no-pivot. `in_userns` = a user namespace is in use (new or joined):
+    /// devices are then bind-mounted from the host instead of mknod.
+    pub fn from_spec(
+        spec: &Spec,
+        bundle: &Path,
+        no_pivot: bool,
+        in_userns: bool,
+    ) -> Result<RootfsPlan> {
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::config("root", "required"))?;
+        let given = paths::host_path(bundle, root.path());
+        // The one syscall of planning: the rootfs must exist, and its
+        // canonical path is what the kernel reports for fds below it.
+        let rootfs = std::fs::canonicalize(&given).map_err(|e| {
+            let errno = e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO);
+            Error::config(
+                "root.path",
+                format!("{}: {}", given.display(), ErrnoText(errno)),
+            )
+        })?;
+        if !rootfs.is_dir() {
+            return Err(Error::config(
+                "root.path",
+                format!("{}: {}", given.display(), ErrnoText(Errno::ENOTDIR)),
+            ));
+        }
+        let rootfs_c = paths::cstring(&rootfs, "root.path")?;
+
+        let linux = spec.linux().as_ref();
+        let netns = linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+
+        let final_propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+            None | Some("") => None,
+            Some(s) => Some(propagation_flags(s).ok_or_else(|| {
+                Error::config(
+                    "linux.rootfsPropagation",
+                    format!("{s:?}: must be one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable"),
+                )
+            })?),
+        };
+        let root_propagation = final_propagation.unwrap_or(MS_SLAVE | MS_REC);
+        // Only a recursive non-shared change of "/" is sure to cover the
+        // rootfs's parent mount.
+        let parent_private = root_propagation & MS_REC == 0 || root_propagation & MS_SHARED != 0;
+
+        let specs = spec.mounts().as_deref().unwrap_or(&[]);
+        let mut mounts = Vec::with_capacity(specs.len());
+        for (i, m) in specs.iter().enumerate() {
+            mounts.push(mounts::plan(m, i, bundle, in_userns, netns)?);
+        }
+        let dev_is_host_bind = mounts
+            .iter()
+            .any(|m| m.dest.abs.as_bytes() == b"/dev" && m.is_bind());
+        let setup_dev = !dev_is_host_bind;
+        let devices = if setup_dev {
+            devices::plan(linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]))?
+        } else {
+            Vec::new()
+        };
+        let ptmx_symlink = setup_dev && mounts.iter().any(|m| {
+            m.dest.abs.as_bytes() == b"/dev/pts"
+                && matches!(&m.kind, MountKind::Fs { fstype, .. } if fstype.as_bytes() == b"devpts")
+        });
+
+        let container_paths =
+            |list: Option<&Vec<String>>, name: &str| -> Result<Vec<ContainerPath>> {
+                list.map(|v| v.as_slice())
+                    .unwrap_or(&[])
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| ContainerPath::parse(Path::new(p), &format!("linux.{name}[{i}]")))
+                    .collect()
+            };
+        let masked = container_paths(linux.and_then(|l| l.masked_paths().as_ref()), "maskedPaths")?;
+        let readonly_paths = container_paths(
+            linux.and_then(|l| l.readonly_paths().as_ref()),
+            "readonlyPaths",
+        )?;
+
+        Ok(RootfsPlan {
+            rootfs,
+            rootfs_c,
+            readonly: root.readonly().unwrap_or(false),
+            no_pivot,
+            in_userns,
+            root_propagation,
+            final_propagation,
+            parent_private,
+            mounts,
+            devices,
+            setup_dev,
+            ptmx_symlink,
+            masked,
+            readonly_paths,
+        })
+    }
+
+    /// Absolute (canonical) host path of the root filesystem.
+    pub fn rootfs(&self) -> &Path {
+        &self.rootfs
+    }
+}
+
+/// Restores the umask on every exit path of [`prepare`].
+struct UmaskGuard(libc::mode_t);
+
+impl Drop for UmaskGuard {
+    fn drop(&mut self) {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(self.0) };
+    }
+}
+
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let all = cgroup::parse_mountinfo(&text);
+    let parent = rootfs.parent().unwrap_or(Path::new("/"));
+    if let Some(m) = cgroup::containing_mount(&all, parent) {
+        if m.optional.split(' ').any(|f| f.starts_with("shared:")) {
+            let mp = CString::new(m.mount_point.as_bytes())
+                .map_err(|_| Error::msg("NUL in mount point"))?;
+            sys_mount(None, &mp, None, MS_PRIVATE, None)
+                .map_err(|e| Error::sys_path("make private", &m.mount_point, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Step 1: propagation of "/", the rootfs self-bind, `mounts`, /dev.
+pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+    sys_mount(None, c"/", None, plan.root_propagation, None)
+        .map_err(|e| Error::sys_path("set propagation of", "/", e))?;
+    if plan.parent_private {
+        make_parent_private(&plan.rootfs)?;
+    }
+    sys_mount(
+        Some(&plan.rootfs_c),
+        &plan.rootfs_c,
+        None,
+        MS_BIND | MS_REC,
+        None,
+    )
+    .map_err(|e| Error::sys_path("bind mount rootfs onto itself", &plan.rootfs, e))?;
+    // SAFETY: NUL-terminated path; the result is checked before use.
+    let fd = unsafe {
+        libc::open(
+            plan.rootfs_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::sys_path("open", &plan.rootfs, Errno::last()));
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    let root = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Modes of created directories, files and nodes must be exactly those asked for.
+    // SAFETY: umask cannot fail.
+    let _umask = UmaskGuard(unsafe { libc::umask(0) });
+
+    let rootfs = plan.rootfs_c.as_bytes();
+    for m in &plan.mounts {
+        mounts::mount(root.as_fd(), rootfs, m)?;
+    }
+    if plan.setup_dev {
+        for d in &plan.devices {
+            devices::create(root.as_fd(), d, plan.in_userns)
+                .with_context(|| format!("create device {}", d.path.display()))?;
+        }
+        devices::symlinks(root.as_fd(), plan.ptmx_symlink)?;
+    }
+    Ok(())
+}
+
+fn open_dir(path: &std::ffi::CStr) -> Result<OwnedFd> {
+    // SAFETY: NUL-terminated path; the result is checked before use.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::sys_path(
+            "open",
+            path.to_string_lossy().as_ref(),
+            Errno::last(),
+        ));
+    }
+    // SAFETY: just opened, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn check(r: libc::c_int, op: &str, path: &str) -> Result<()> {
+    if r < 0 {
+        return Err(Error::sys_path(op.to_string(), path, Errno::last()));
+    }
+    Ok(())
+}
+
+/// Step 2: make the rootfs "/" (pivot_root, or MS_MOVE + chroot).
+pub fn enter(plan: &RootfsPlan) -> Result<()> {
+    let rootfs = plan.rootfs.display().to_string();
+    // SAFETY: NUL-terminated path.
+    check(
+        unsafe { libc::chdir(plan.rootfs_c.as_ptr()) },
+        "chdir",
+        &rootfs,
+    )?;
+    if plan.no_pivot {
+        sys_mount(Some(c"."), c"/", None, MS_MOVE_FLAG, None)
+            .map_err(|e| Error::sys_path("move mount", &rootfs, e))?;
+        // SAFETY: NUL-terminated path.
+        check(unsafe { libc::chroot(c".".as_ptr()) }, "chroot", &rootfs)?;
+    } else {
+        let old_root = open_dir(c"/")?;
+        // SAFETY: NUL-terminated paths; pivot_root has no libc wrapper.
+        let r = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+        if r < 0 {
+            return Err(Error::sys_path("pivot_root", &rootfs, Errno::last()));
+        }
+        // The old root now sits on top of the new one at "/"; reach it
+        // through the fd to detach it.
+        // SAFETY: `old_root` is an open directory fd.
+        check(
+            unsafe { libc::fchdir(old_root.as_raw_fd()) },
+            "fchdir",
+            "old root",
+        )?;
+        sys_mount(None, c".", None, MS_SLAVE | MS_REC, None)
+            .map_err(|e| Error::sys_path("make old root rslave", "/", e))?;
+        // SAFETY: NUL-terminated path.
+        check(
+            unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) },
+            "unmount old root",
+            "/",
+        )?;
+    }
+    // SAFETY: NUL-terminated path.
+    check(unsafe { libc::chdir(c"/".as_ptr()) }, "chdir", "/")
+}
+
+const MS_MOVE_FLAG: u64 = libc::MS_MOVE;
+
+/// Is `path` (after enter) the real /dev/null? Masking with anything else
+/// would expose what an image planted there.
+fn check_dev_null() -> Result<()> {
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: NUL-terminated path, writable `st`.
+    check(
+        unsafe { libc::lstat(c"/dev/null".as_ptr(), &mut st) },
+        "stat",
+        "/dev/null",
+    )?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || libc::major(st.st_rdev) != 1
+        || libc::minor(st.st_rdev) != 3
+    {
+        return Err(Error::msg(
+            "/dev/null is not the null device (1:3): cannot mask paths with it",
+        ));
+    }
+    Ok(())
+}
+
+/// Step 3: masked paths, read-only paths, read-only root, propagation.
+pub fn finish(plan: &RootfsPlan) -> Result<()> {
+    if !plan.masked.is_empty() {
+        check_dev_null()?;
+    }
+    for (i, p) in plan.masked.iter().enumerate() {
+        // Most masked paths are files: try the bind first, a directory
+        // answers ENOTDIR and gets an empty read-only tmpfs instead.
+        match sys_mount(Some(c"/dev/null"), &p.abs, None, MS_BIND, None) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::ENOTDIR) => sys_mount(
+                Some(c"tmpfs"),
+                &p.abs,
+                Some(c"tmpfs"),
+                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                None,
+            )
+            .map_err(|e| Error::sys_path("mask with tmpfs", p.as_path(), e))
+            .with_context(|| format!("linux.maskedPaths[{i}]"))?,
+            Err(e) => {
+                return Err(Error::sys_path("mask with /dev/null", p.as_path(), e))
+                    .with_context(|| format!("linux.maskedPaths[{i}]"))
+            }
+        }
+    }
+    for (i, p) in plan.readonly_paths.iter().enumerate() {
+        match sys_mount(Some(&p.abs), &p.abs, None, MS_BIND | MS_REC, None) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => continue,
+            Err(e) => {
+                return Err(Error::sys_path("bind mount", p.as_path(), e))
+                    .with_context(|| format!("linux.readonlyPaths[{i}]"))
+            }
+        }
+        mounts::remount_keep_locked(&p.abs, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            .map_err(|e| Error::sys_path("remount read-only", p.as_path(), e))
+            .with_context(|| format!("linux.readonlyPaths[{i}]"))?;
+    }
+    if plan.readonly {
+        mounts::remount_keep_locked(c"/", MS_RDONLY)
+            .map_err(|e| Error::sys_path("remount read-only", "/", e))
+            .context("root.readonly")?;
+    }
+    if let Some(p) = plan.final_propagation {
+        sys_mount(None, c"/", None, p, None)
+            .map_err(|e| Error::sys_path("set propagation of", "/", e))
+            .context("linux.rootfsPropagation")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn bundle() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("rootfs")).unwrap();
+        d
+    }
+
+    #[test]
+    fn rootfs_relative_to_bundle_and_checked() {
+        let b = bundle();
+        let s = spec(r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"}}"#);
+        let p = RootfsPlan::from_spec(&s, b.path(), false, false).unwrap();
+        assert_eq!(
+            p.rootfs(),
+            std::fs::canonicalize(b.path().join("rootfs")).unwrap()
+        );
+        assert!(!p.readonly);
+        assert_eq!(p.root_propagation, MS_SLAVE | MS_REC);
+        assert!(!p.parent_private);
+        assert_eq!(p.final_propagation, None);
+        assert!(p.setup_dev);
+        assert_eq!(p.devices.len(), 6);
+
+        let s = spec(r#"{"ociVersion":"1.3.0","root":{"path":"nope"}}"#);
+        let e = RootfsPlan::from_spec(&s, b.path(), false, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "root.path: {}/nope: no such file or directory",
+                b.path().display()
+            )
+        );
+        let s = spec(r#"{"ociVersion":"1.3.0"}"#);
+        assert_eq!(
+            RootfsPlan::from_spec(&s, b.path(), false, false)
+                .unwrap_err()
+                .to_string(),
+            "root: required"
+        );
+    }
+
+    #[test]
+    fn propagation_and_dev_decisions() {
+        let b = bundle();
+        let s = spec(
+            r#"{"ociVersion":"1.3.0","root":{"path":"rootfs","readonly":true},
+            "mounts":[{"destination":"/dev","type":"bind","source":"/dev","options":["rbind"]},
+                      {"destination":"/dev/pts","type":"devpts","source":"devpts"}],
+            "linux":{"rootfsPropagation":"shared","maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]}}"#,
+        );
+        let p = RootfsPlan::from_spec(&s, b.path(), true, false).unwrap();
+        assert!(p.readonly && p.no_pivot);
+        assert_eq!(p.final_propagation, Some(MS_SHARED));
+        assert!(p.parent_private);
+        assert!(!p.setup_dev && p.devices.is_empty());
+        assert_eq!(p.masked[0].abs.as_bytes(), b"/proc/kcore");
+
+        let s = spec(
+            r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},"linux":{"rootfsPropagation":"bogus"}}"#,
+        );
+        let e = RootfsPlan::from_spec(&s, b.path(), false, false).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("linux.rootfsPropagation: \"bogus\""),
+            "{e}"
+        );
+        let s = spec(
+            r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},"linux":{"maskedPaths":["proc/kcore"]}}"#,
+        );
+        let e = RootfsPlan::from_spec(&s, b.path(), false, false).unwrap_err();
+        assert!(e.to_string().starts_with("linux.maskedPaths[0]: "), "{e}");
+        let s = spec(
+            r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},
+            "mounts":[{"destination":"/dev","type":"tmpfs"},{"destination":"/dev/pts","type":"devpts"}],
+            "linux":{"rootfsPropagation":"rprivate","devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}}"#,
+        );
+        let p = RootfsPlan::from_spec(&s, b.path(), false, true).unwrap();
+        assert!(p.setup_dev && p.ptmx_symlink && !p.parent_private && p.in_userns);
+        assert_eq!(p.devices.len(), 7);
+    }
+}

@@ -1,0 +1,585 @@
+//! The `mounts` entries: planning (pure) and performing them.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use oci_spec::runtime::Mount;
+
+use super::cgroup::{self, Layout};
+use super::options::{self, *};
+use super::paths::{self, ContainerPath, Kind, ProcFd};
+use crate::error::{Context, Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// bind/rbind (MS_REC in `flags` for rbind) of a host path.
+    Bind { source: CString },
+    /// A filesystem mounted by type (proc, tmpfs, ...).
+    Fs { fstype: CString, source: CString },
+    /// Type "cgroup": cgroup2 or a tmpfs of per-hierarchy binds, decided
+    /// from the host's layout when mounting.
+    Cgroup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub index: usize,
+    /// "tmpfs on /dev/shm", for errors.
+    pub label: String,
+    pub dest: ContainerPath,
+    pub kind: MountKind,
+    /// mount(2) flags; for binds those beyond MS_BIND|MS_REC need a remount.
+    pub flags: u64,
+    pub data: Option<CString>,
+    pub propagation: Vec<u64>,
+    pub rec: RecAttr,
+    /// A sysfs that the kernel may refuse in a user namespace: bind the
+    /// host's /sys then.
+    pub sysfs_fallback: bool,
+}
+
+impl MountPlan {
+    pub fn is_bind(&self) -> bool {
+        matches!(self.kind, MountKind::Bind { .. })
+    }
+}
+
+/// Decide how to perform `mounts[index]`. `netns` says the container has a
+/// network namespace of its own (new or joined): without one, sysfs cannot
+/// be mounted from a user namespace.
+pub fn plan(
+    m: &Mount,
+    index: usize,
+    bundle: &Path,
+    in_userns: bool,
+    netns: bool,
+) -> Result<MountPlan> {
+    let field = |f: &str| format!("mounts[{index}].{f}");
+    let dest = ContainerPath::parse(m.destination(), &field("destination"))?;
+    if dest.is_root() {
+        return Err(Error::config(field("destination"), "cannot mount over /"));
+    }
+    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+        return Err(Error::config(
+            field("uidMappings"),
+            "id-mapped mounts are not supported",
+        ));
+    }
+    let mut opts = options::parse(m.options().as_deref().unwrap_or(&[]), &field("options"))?;
+    let typ = m.typ().as_deref().unwrap_or("");
+    if opts.tmpcopyup {
+        log::warn!("mounts[{index}]: option tmpcopyup is not supported, ignored");
+    }
+    let bind = typ == "bind" || opts.bind;
+    if bind {
+        opts.flags |= MS_BIND;
+    }
+    let shown = if typ.is_empty() || (bind && typ == "none") {
+        "bind"
+    } else {
+        typ
+    };
+    let label = format!("{shown} on {}", dest.display());
+    let data = if opts.data.is_empty() || bind {
+        None
+    } else {
+        Some(
+            CString::new(opts.data)
+                .map_err(|_| Error::config(field("options"), "contains a NUL byte"))?,
+        )
+    };
+    let mut sysfs_fallback = false;
+    let kind = if bind {
+        let Some(src) = m.source() else {
+            return Err(Error::config(field("source"), "required for a bind mount"));
+        };
+        MountKind::Bind {
+            source: paths::cstring(&paths::host_path(bundle, src), &field("source"))?,
+        }
+    } else if typ.is_empty() {
+        return Err(Error::config(
+            field("type"),
+            "required unless options hold bind or rbind",
+        ));
+    } else if typ == "cgroup" {
+        MountKind::Cgroup
+    } else if typ == "sysfs" && in_userns && !netns {
+        opts.flags |= MS_BIND | MS_REC;
+        MountKind::Bind {
+            source: c"/sys".to_owned(),
+        }
+    } else {
+        sysfs_fallback = typ == "sysfs" && in_userns;
+        let source = match m.source() {
+            Some(s) => paths::cstring(s, &field("source"))?,
+            None => CString::new(typ)
+                .map_err(|_| Error::config(field("type"), "contains a NUL byte"))?,
+        };
+        MountKind::Fs {
+            fstype: CString::new(typ)
+                .map_err(|_| Error::config(field("type"), "contains a NUL byte"))?,
+            source,
+        }
+    };
+    Ok(MountPlan {
+        index,
+        label,
+        dest,
+        kind,
+        flags: opts.flags,
+        data,
+        propagation: opts.propagation,
+        rec: opts.rec,
+        sysfs_fallback,
+    })
+}
+
+// ---- doing ----
+
+pub fn sys_mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: u64,
+    data: Option<&CStr>,
+) -> std::result::Result<(), Errno> {
+    let p = |c: Option<&CStr>| c.map(|c| c.as_ptr()).unwrap_or(std::ptr::null());
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    let r = unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Change the per-mount flags of the mount at `target` (MS_BIND|MS_REMOUNT).
+/// In a user namespace the kernel refuses to drop flags that a more
+/// privileged namespace set; retry once keeping those.
+pub fn remount_keep_locked(target: &CStr, flags: u64) -> std::result::Result<(), Errno> {
+    let flags = flags | MS_BIND | MS_REMOUNT;
+    match sys_mount(None, target, None, flags, None) {
+        Err(Errno::EPERM) => {
+            // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            // SAFETY: `target` is NUL-terminated, `st` is writable.
+            if unsafe { libc::statvfs(target.as_ptr(), &mut st) } < 0 {
+                return Err(Errno::EPERM);
+            }
+            let retry = merge_locked(flags, locked_flags_from_statvfs(st.f_flag));
+            if retry == flags {
+                return Err(Errno::EPERM);
+            }
+            sys_mount(None, target, None, retry, None)
+        }
+        r => r,
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn setattr_recursive(fd: BorrowedFd<'_>, rec: RecAttr) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr {
+        attr_set: rec.set,
+        attr_clr: rec.clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` is a valid mount_attr of the size passed, the empty
+    // path is NUL-terminated, `fd` is open for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::sys("mount_setattr", Errno::last()));
+    }
+    Ok(())
+}
+
+/// Everything after the first mount(2): remount flags (binds), propagation,
+/// recursive attributes. They act on the new mount, so the destination is
+/// resolved again: the fd opened before mounting names what lies beneath.
+fn after_mount(
+    root: BorrowedFd<'_>,
+    dest: &ContainerPath,
+    remount: u64,
+    propagation: &[u64],
+    rec: RecAttr,
+) -> Result<()> {
+    if remount == 0 && propagation.is_empty() && rec.is_empty() {
+        return Ok(());
+    }
+    let fd = paths::open_in_root(root, &dest.rel, libc::O_PATH)
+        .map_err(|e| Error::sys_path("open", dest.as_path(), e))?;
+    let t = ProcFd::new(fd.as_fd());
+    if remount != 0 {
+        remount_keep_locked(t.as_cstr(), remount).map_err(|e| Error::sys("remount", e))?;
+    }
+    for &p in propagation {
+        sys_mount(None, t.as_cstr(), None, p, None)
+            .map_err(|e| Error::sys("mount propagation", e))?;
+    }
+    if !rec.is_empty() {
+        setattr_recursive(fd.as_fd(), rec)?;
+    }
+    Ok(())
+}
+
+/// Flags of a bind that need the second, remounting call.
+fn bind_remount_flags(flags: u64) -> u64 {
+    flags & !(MS_BIND | MS_REC | MS_REMOUNT)
+}
+
+fn target(
+    root: BorrowedFd<'_>,
+    rootfs: &[u8],
+    dest: &ContainerPath,
+    kind: Kind,
+) -> Result<OwnedFd> {
+    let fd = paths::ensure(root, &dest.rel, kind)?;
+    paths::verify_inside(fd.as_fd(), rootfs, dest.as_path())?;
+    Ok(fd)
+}
+
+fn bind(
+    root: BorrowedFd<'_>,
+    rootfs: &[u8],
+    m: &MountPlan,
+    source: &CStr,
+    flags: u64,
+) -> Result<()> {
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `source` is NUL-terminated, `st` writable.
+    if unsafe { libc::stat(source.as_ptr(), &mut st) } < 0 {
+        return Err(Error::sys_path(
+            "stat",
+            Path::new(std::ffi::OsStr::from_bytes(source.to_bytes())),
+            Errno::last(),
+        ));
+    }
+    let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        Kind::Dir
+    } else {
+        Kind::File
+    };
+    let t = target(root, rootfs, &m.dest, kind)?;
+    sys_mount(
+        Some(source),
+        ProcFd::new(t.as_fd()).as_cstr(),
+        None,
+        flags & (MS_BIND | MS_REC),
+        None,
+    )
+    .map_err(|e| Error::sys("mount", e))?;
+    after_mount(
+        root,
+        &m.dest,
+        bind_remount_flags(flags),
+        &m.propagation,
+        m.rec,
+    )
+}
+
+/// Perform one planned mount. `root` is an O_PATH fd of the rootfs (after
+/// its self-bind), `rootfs` its host path.
+pub fn mount(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan) -> Result<()> {
+    let r = match &m.kind {
+        MountKind::Bind { source } => bind(root, rootfs, m, source, m.flags),
+        MountKind::Fs { fstype, source } => {
+            let t = target(root, rootfs, &m.dest, Kind::Dir)?;
+            let tp = ProcFd::new(t.as_fd());
+            match sys_mount(
+                Some(source),
+                tp.as_cstr(),
+                Some(fstype),
+                m.flags,
+                m.data.as_deref(),
+            ) {
+                Ok(()) => after_mount(root, &m.dest, 0, &m.propagation, m.rec),
+                Err(Errno::EPERM) if m.sysfs_fallback => {
+                    drop(t);
+                    bind(root, rootfs, m, c"/sys", m.flags | MS_BIND | MS_REC)
+                }
+                Err(e) => Err(Error::sys("mount", e)),
+            }
+        }
+        MountKind::Cgroup => mount_cgroup(root, rootfs, m),
+    };
+    r.with_context(|| format!("mounts[{}] ({})", m.index, m.label))
+}
+
+fn read_file(path: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+fn mount_cgroup(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan) -> Result<()> {
+    let mounts = cgroup::parse_mountinfo(&read_file("/proc/self/mountinfo")?);
+    let cgroups = cgroup::parse_proc_cgroup(&read_file("/proc/self/cgroup")?);
+    let t = target(root, rootfs, &m.dest, Kind::Dir)?;
+    let tp = ProcFd::new(t.as_fd());
+    match cgroup::layout(&mounts, &cgroups) {
+        Layout::V2 { own } => {
+            match sys_mount(
+                Some(c"cgroup2"),
+                tp.as_cstr(),
+                Some(c"cgroup2"),
+                m.flags,
+                m.data.as_deref(),
+            ) {
+                Ok(()) => after_mount(root, &m.dest, 0, &m.propagation, m.rec),
+                // A user namespace without its own cgroup namespace may not
+                // mount cgroup2: show the container its own cgroup instead.
+                Err(Errno::EPERM | Errno::EBUSY) => {
+                    drop(t);
+                    let src = CString::new(own.as_os_str().as_bytes())
+                        .map_err(|_| Error::msg("NUL in cgroup path"))?;
+                    bind(root, rootfs, m, &src, m.flags | MS_BIND | MS_REC)
+                }
+                Err(e) => Err(Error::sys("mount cgroup2", e)),
+            }
+        }
+        Layout::V1 { binds } => {
+            let per_mount = m.flags
+                & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_ATIME_MASK | MS_NODIRATIME);
+            sys_mount(
+                Some(c"tmpfs"),
+                tp.as_cstr(),
+                Some(c"tmpfs"),
+                (m.flags & !MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                Some(c"mode=755"),
+            )
+            .map_err(|e| Error::sys("mount tmpfs", e))?;
+            drop(t);
+            let dir = paths::open_in_root(root, &m.dest.rel, libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| Error::sys_path("open", m.dest.as_path(), e))?;
+            let mut rel = Vec::with_capacity(m.dest.rel.as_bytes().len() + 32);
+            for b in &binds {
+                rel.clear();
+                rel.extend_from_slice(m.dest.rel.as_bytes());
+                rel.push(b'/');
+                rel.extend_from_slice(b.name.as_bytes());
+                let sub =
+                    CString::new(rel.as_slice()).map_err(|_| Error::msg("NUL in cgroup path"))?;
+                let fd = paths::ensure(root, &sub, Kind::Dir)?;
+                let src = CString::new(b.host_dir.as_os_str().as_bytes())
+                    .map_err(|_| Error::msg("NUL in cgroup path"))?;
+                sys_mount(
+                    Some(&src),
+                    ProcFd::new(fd.as_fd()).as_cstr(),
+                    None,
+                    MS_BIND | MS_REC,
+                    None,
+                )
+                .map_err(|e| Error::sys_path("bind mount", &b.host_dir, e))?;
+                drop(fd);
+                let fd = paths::open_in_root(root, &sub, libc::O_PATH)
+                    .map_err(|e| Error::sys_path("open", b.host_dir.as_path(), e))?;
+                remount_keep_locked(
+                    ProcFd::new(fd.as_fd()).as_cstr(),
+                    per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                )
+                .map_err(|e| Error::sys_path("remount", &b.host_dir, e))?;
+            }
+            copy_symlinks(Path::new("/sys/fs/cgroup"), dir.as_fd())?;
+            let ro = if m.flags & MS_RDONLY != 0 {
+                MS_RDONLY
+            } else {
+                0
+            };
+            let remount = if ro != 0 {
+                per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC
+            } else {
+                0
+            };
+            after_mount(root, &m.dest, remount, &m.propagation, m.rec)
+        }
+    }
+}
+
+/// Recreate the host's symlinks (e.g. cpu -> cpu,cpuacct) in the tmpfs.
+fn copy_symlinks(host: &Path, dir: BorrowedFd<'_>) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let rd = std::fs::read_dir(host).map_err(|e| Error::io("read directory", host, e))?;
+    for entry in rd.flatten() {
+        let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+        if !is_link {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let (Ok(t), Ok(n)) = (
+            CString::new(target.as_os_str().as_bytes()),
+            CString::new(entry.file_name().as_bytes()),
+        ) else {
+            continue;
+        };
+        // SAFETY: NUL-terminated strings, `dir` an open directory fd.
+        let r = unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) };
+        if r < 0 && Errno::last() != Errno::EEXIST {
+            return Err(Error::sys_path(
+                "symlink",
+                PathBuf::from(host).join(entry.file_name()),
+                Errno::last(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(json: &str) -> Mount {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn plans_binds() {
+        let p = plan(
+            &m(r#"{"destination":"/data","type":"bind","source":"vol","options":["ro","nosuid"]}"#),
+            1,
+            Path::new("/b"),
+            false,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            p.kind,
+            MountKind::Bind {
+                source: c"/b/vol".to_owned()
+            }
+        );
+        assert_eq!(p.flags, MS_BIND | MS_RDONLY | MS_NOSUID);
+        assert_eq!(bind_remount_flags(p.flags), MS_RDONLY | MS_NOSUID);
+        assert_eq!(p.label, "bind on /data");
+        let p = plan(&m(r#"{"destination":"/d","type":"none","source":"/x","options":["rbind","rro","rprivate","size=1"]}"#), 0, Path::new("/b"), false, true).unwrap();
+        assert_eq!(p.flags, MS_BIND | MS_REC);
+        assert_eq!(p.data, None);
+        assert_eq!(p.propagation, vec![MS_PRIVATE | MS_REC]);
+        assert_eq!(p.rec.set, MOUNT_ATTR_RDONLY);
+        assert_eq!(p.label, "bind on /d");
+        let p = plan(
+            &m(r#"{"destination":"/d","source":"/x","options":["bind"]}"#),
+            0,
+            Path::new("/b"),
+            false,
+            true,
+        )
+        .unwrap();
+        assert!(p.is_bind());
+        let e = plan(
+            &m(r#"{"destination":"/d","type":"bind"}"#),
+            4,
+            Path::new("/b"),
+            false,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "mounts[4].source: required for a bind mount");
+    }
+
+    #[test]
+    fn plans_filesystems() {
+        let p = plan(&m(r#"{"destination":"/dev/shm","type":"tmpfs","source":"shm","options":["nosuid","noexec","nodev","mode=1777","size=65536k"]}"#), 2, Path::new("/b"), false, false).unwrap();
+        assert_eq!(
+            p.kind,
+            MountKind::Fs {
+                fstype: c"tmpfs".to_owned(),
+                source: c"shm".to_owned()
+            }
+        );
+        assert_eq!(p.flags, MS_NOSUID | MS_NOEXEC | MS_NODEV);
+        assert_eq!(p.data.as_deref(), Some(c"mode=1777,size=65536k"));
+        assert_eq!(p.label, "tmpfs on /dev/shm");
+        let p = plan(
+            &m(r#"{"destination":"/proc","type":"proc"}"#),
+            0,
+            Path::new("/b"),
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            p.kind,
+            MountKind::Fs {
+                fstype: c"proc".to_owned(),
+                source: c"proc".to_owned()
+            }
+        );
+        let p = plan(&m(r#"{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro"]}"#), 0, Path::new("/b"), false, false).unwrap();
+        assert_eq!(p.kind, MountKind::Cgroup);
+        let e = plan(
+            &m(r#"{"destination":"x","type":"tmpfs"}"#),
+            3,
+            Path::new("/b"),
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "mounts[3].destination: x: must be absolute");
+        let e = plan(
+            &m(r#"{"destination":"/","type":"tmpfs"}"#),
+            3,
+            Path::new("/b"),
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("mounts[3].destination"));
+        let e = plan(
+            &m(r#"{"destination":"/x","source":"/y"}"#),
+            5,
+            Path::new("/b"),
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("mounts[5].type"));
+        let e = plan(&m(r#"{"destination":"/x","type":"bind","source":"/y","options":["rbind"],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#), 1, Path::new("/b"), true, false).unwrap_err();
+        assert!(e.to_string().contains("not supported"));
+    }
+
+    #[test]
+    fn sysfs_in_user_namespace() {
+        let sys = m(
+            r#"{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]}"#,
+        );
+        // No network namespace of its own: sysfs cannot work, bind /sys.
+        let p = plan(&sys, 0, Path::new("/b"), true, false).unwrap();
+        assert_eq!(
+            p.kind,
+            MountKind::Bind {
+                source: c"/sys".to_owned()
+            }
+        );
+        assert_eq!(
+            p.flags,
+            MS_BIND | MS_REC | MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY
+        );
+        assert_eq!(p.label, "sysfs on /sys");
+        let p = plan(&sys, 0, Path::new("/b"), true, true).unwrap();
+        assert!(p.sysfs_fallback && !p.is_bind());
+        let p = plan(&sys, 0, Path::new("/b"), false, false).unwrap();
+        assert!(!p.sysfs_fallback && !p.is_bind());
+    }
+}
