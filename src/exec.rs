@@ -210,7 +210,11 @@ mod tests {
             root.join("bin/prog")
         );
         for name in ["noexec", "dir", "missing", ""] {
-            let env = vec![format!("PATH={}/bin:{}/bin2", root.display(), root.display())];
+            let env = vec![format!(
+                "PATH={}/bin:{}/bin2",
+                root.display(),
+                root.display()
+            )];
             assert_eq!(
                 find_executable(name, &env, root).unwrap_err().to_string(),
                 format!("exec: {name:?}: executable file not found in $PATH")
@@ -249,11 +253,15 @@ mod tests {
             "exec: \"/x/y\": stat /x/y: no such file or directory"
         );
         assert_eq!(
-            find_executable("bin/noexec", &[], root).unwrap_err().to_string(),
+            find_executable("bin/noexec", &[], root)
+                .unwrap_err()
+                .to_string(),
             "exec: \"bin/noexec\": permission denied"
         );
         assert_eq!(
-            find_executable("bin2/dir", &[], root).unwrap_err().to_string(),
+            find_executable("bin2/dir", &[], root)
+                .unwrap_err()
+                .to_string(),
             "exec: \"bin2/dir\": is a directory"
         );
     }
@@ -316,7 +324,10 @@ mod tests {
         assert_eq!(code, 0);
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "mysh bar\n");
         let e = exec(Path::new("/nonexistent/x"), &["x".into()], &[]);
-        assert_eq!(e.to_string(), "exec /nonexistent/x: no such file or directory");
+        assert_eq!(
+            e.to_string(),
+            "exec /nonexistent/x: no such file or directory"
+        );
         let e = exec(Path::new("/bin/sh"), &["a\0b".into()], &[]);
         assert_eq!(e.to_string(), "process.args: contains a NUL byte");
     }
