@@ -109,10 +109,7 @@ impl Error {
 
     /// Build from an `std::io::Error` for a step on a path.
     pub fn io(op: impl Into<String>, path: impl AsRef<Path>, err: std::io::Error) -> Self {
-        let errno = err
-            .raw_os_error()
-            .map(Errno::from_raw)
-            .unwrap_or(Errno::EIO);
+        let errno = err.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO);
         Error::sys_path(op, path, errno)
     }
 }
