@@ -288,7 +288,9 @@ mod tests {
         // CAP_CHECKPOINT_RESTORE (40) is unknown to a kernel whose last is 39.
         assert_eq!(
             p.bounding,
-            [Capability::CAP_CHOWN, Capability::CAP_KILL].into_iter().collect()
+            [Capability::CAP_CHOWN, Capability::CAP_KILL]
+                .into_iter()
+                .collect()
         );
         assert_eq!(p.effective, [Capability::CAP_KILL].into_iter().collect());
         // CAP_CHOWN is not inheritable, so it cannot be ambient.

@@ -75,7 +75,10 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
             }
         // SAFETY: dup2 onto stdio of this process, which it owns.
         } else if unsafe { libc::dup2(peer_fd, target) } < 0 {
-            return Err(Error::sys(format!("dup2 pty onto fd {target}"), Errno::last()));
+            return Err(Error::sys(
+                format!("dup2 pty onto fd {target}"),
+                Errno::last(),
+            ));
         }
     }
     if peer_fd <= 2 {
@@ -111,8 +114,8 @@ fn open_peer(master: &OwnedFd) -> Result<OwnedFd> {
         return Err(ioctl_err("ptsname (ioctl TIOCGPTN)"));
     }
     let path = format!("/dev/pts/{n}");
-    let c = std::ffi::CString::new(path.as_str())
-        .map_err(|_| Error::msg("pts path contains NUL"))?;
+    let c =
+        std::ffi::CString::new(path.as_str()).map_err(|_| Error::msg("pts path contains NUL"))?;
     // SAFETY: valid C string path; the fd is owned below.
     let fd = unsafe { libc::open(c.as_ptr(), flags) };
     if fd < 0 {
@@ -255,7 +258,11 @@ pub fn recv_master(socket: BorrowedFd<'_>) -> Result<OwnedFd> {
         return Err(Error::msg(format!(
             "console socket: expected exactly one fd (the pty master), got {}{}",
             fds.len(),
-            if other_cmsg { " and other control data" } else { "" }
+            if other_cmsg {
+                " and other control data"
+            } else {
+                ""
+            }
         )));
     }
     Ok(fds.pop().expect("length checked above"))

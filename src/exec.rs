@@ -130,36 +130,63 @@ fn cstring(field: &str, s: &[u8]) -> Result<CString> {
     CString::new(s).map_err(|_| Error::config(field, "contains a NUL byte"))
 }
 
+/// argv/envp built ahead of time, so the moment of exec does no allocation
+/// and cannot fail on a NUL byte (the lead may prepare this before clone).
+pub struct PreparedExec {
+    path: CString,
+    display_path: PathBuf,
+    // Keep the strings alive: the pointer arrays point into them.
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl PreparedExec {
+    /// An empty `args` gives argv[0] = path.
+    pub fn new(path: &Path, args: &[String], env: &[String]) -> Result<Self> {
+        let p = cstring("process.args[0]", path.as_os_str().as_bytes())?;
+        let mut strings = Vec::with_capacity(args.len().max(1) + env.len());
+        if args.is_empty() {
+            strings.push(p.clone());
+        }
+        for a in args {
+            strings.push(cstring("process.args", a.as_bytes())?);
+        }
+        let argc = strings.len();
+        for e in env {
+            strings.push(cstring("process.env", e.as_bytes())?);
+        }
+        // CString's heap buffer does not move when the Vec holding it does,
+        // so these pointers stay valid for the life of `strings`.
+        let mut argv: Vec<_> = strings[..argc].iter().map(|c| c.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<_> = strings[argc..].iter().map(|c| c.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        Ok(PreparedExec {
+            path: p,
+            display_path: path.to_path_buf(),
+            _strings: strings,
+            argv,
+            envp,
+        })
+    }
+
+    /// execve. Returns only on failure, with the error.
+    pub fn exec(&self) -> Error {
+        // SAFETY: path, argv and envp point into CStrings owned by self, and
+        // both arrays are NULL-terminated.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        Error::sys_path("exec", &self.display_path, Errno::last())
+    }
+}
+
 /// execve(path, args, env). Returns only on failure, with the error.
 /// An empty `args` gives argv[0] = path.
 pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
-    let build = || -> Result<(CString, Vec<CString>, Vec<CString>)> {
-        let p = cstring("process.args[0]", path.as_os_str().as_bytes())?;
-        let mut argv = Vec::with_capacity(args.len().max(1));
-        if args.is_empty() {
-            argv.push(p.clone());
-        }
-        for a in args {
-            argv.push(cstring("process.args", a.as_bytes())?);
-        }
-        let envp = env
-            .iter()
-            .map(|e| cstring("process.env", e.as_bytes()))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((p, argv, envp))
-    };
-    let (p, argv, envp) = match build() {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
-    // SAFETY: all pointers point into CStrings alive for the call, and both
-    // arrays are NULL-terminated.
-    unsafe { libc::execve(p.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
-    Error::sys_path("exec", path, Errno::last())
+    match PreparedExec::new(path, args, env) {
+        Ok(p) => p.exec(),
+        Err(e) => e,
+    }
 }
 
 #[cfg(test)]
@@ -210,7 +237,11 @@ mod tests {
             root.join("bin/prog")
         );
         for name in ["noexec", "dir", "missing", ""] {
-            let env = vec![format!("PATH={}/bin:{}/bin2", root.display(), root.display())];
+            let env = vec![format!(
+                "PATH={}/bin:{}/bin2",
+                root.display(),
+                root.display()
+            )];
             assert_eq!(
                 find_executable(name, &env, root).unwrap_err().to_string(),
                 format!("exec: {name:?}: executable file not found in $PATH")
@@ -249,11 +280,15 @@ mod tests {
             "exec: \"/x/y\": stat /x/y: no such file or directory"
         );
         assert_eq!(
-            find_executable("bin/noexec", &[], root).unwrap_err().to_string(),
+            find_executable("bin/noexec", &[], root)
+                .unwrap_err()
+                .to_string(),
             "exec: \"bin/noexec\": permission denied"
         );
         assert_eq!(
-            find_executable("bin2/dir", &[], root).unwrap_err().to_string(),
+            find_executable("bin2/dir", &[], root)
+                .unwrap_err()
+                .to_string(),
             "exec: \"bin2/dir\": is a directory"
         );
     }
@@ -316,7 +351,10 @@ mod tests {
         assert_eq!(code, 0);
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "mysh bar\n");
         let e = exec(Path::new("/nonexistent/x"), &["x".into()], &[]);
-        assert_eq!(e.to_string(), "exec /nonexistent/x: no such file or directory");
+        assert_eq!(
+            e.to_string(),
+            "exec /nonexistent/x: no such file or directory"
+        );
         let e = exec(Path::new("/bin/sh"), &["a\0b".into()], &[]);
         assert_eq!(e.to_string(), "process.args: contains a NUL byte");
     }

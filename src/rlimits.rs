@@ -201,7 +201,8 @@ mod tests {
             let t: PosixRlimitType = serde_json::from_str(&format!("\"{n}\"")).unwrap();
             assert_eq!(resource_of(t), (n, r));
         }
-        let e = RlimitPlan::from_names([("RLIMIT_NOFILE", 1, 2), ("RLIMIT_FOO", 1, 2)]).unwrap_err();
+        let e =
+            RlimitPlan::from_names([("RLIMIT_NOFILE", 1, 2), ("RLIMIT_FOO", 1, 2)]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "process.rlimits[1].type: unknown rlimit type \"RLIMIT_FOO\""
@@ -227,8 +228,12 @@ mod tests {
             if (lim.rlim_cur, lim.rlim_max) != (100, 200) {
                 return 3;
             }
-            if caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-                .unwrap_or(true)
+            if caps::has_cap(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_SYS_RESOURCE,
+            )
+            .unwrap_or(true)
             {
                 return 0;
             }

@@ -312,9 +312,8 @@ pub fn relay(master: OwnedFd, pidfd: BorrowedFd<'_>) -> Result<()> {
         }
         if mrev & libc::POLLOUT != 0 && !pending.is_empty() {
             // SAFETY: pending is a live slice; m is non-blocking.
-            let n = unsafe {
-                libc::write(m, pending.as_ptr() as *const libc::c_void, pending.len())
-            };
+            let n =
+                unsafe { libc::write(m, pending.as_ptr() as *const libc::c_void, pending.len()) };
             if n > 0 {
                 pending.drain(..n as usize);
             } else if n < 0 && !matches!(Errno::last(), Errno::EAGAIN | Errno::EINTR) {
@@ -359,14 +358,11 @@ pub fn relay(master: OwnedFd, pidfd: BorrowedFd<'_>) -> Result<()> {
 
     // The process is gone and with it (usually) the last holder of the pts:
     // whatever it wrote is still queued in the master.
-    while master_open {
-        match read_some(m, &mut buf) {
-            Read::Data(n) => {
-                if stdout_ok && write_all(STDOUT, &buf[..n]).is_err() {
-                    stdout_ok = false;
-                }
+    if master_open {
+        while let Read::Data(n) = read_some(m, &mut buf) {
+            if stdout_ok && write_all(STDOUT, &buf[..n]).is_err() {
+                stdout_ok = false;
             }
-            Read::Again | Read::End => break,
         }
     }
     drop(master);
@@ -579,11 +575,8 @@ mod tests {
             let child = fork_fn(|| {
                 let mut total = 0;
                 let mut buf = [0u8; 256];
-                loop {
-                    match read_some(s2.as_raw_fd(), &mut buf) {
-                        Read::Data(n) => total += n,
-                        _ => break,
-                    }
+                while let Read::Data(n) = read_some(s2.as_raw_fd(), &mut buf) {
+                    total += n;
                 }
                 let msg = format!("got {total}\n");
                 write_all(s2.as_raw_fd(), msg.as_bytes()).map_or(3, |_| 0)
