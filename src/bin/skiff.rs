@@ -156,7 +156,10 @@ fn normalize_args(args: Vec<String>) -> Vec<String> {
             out.push(arg);
             continue;
         }
-        if let Some(body) = arg.strip_prefix('-').filter(|b| !b.starts_with('-') && b.len() > 1) {
+        if let Some(body) = arg
+            .strip_prefix('-')
+            .filter(|b| !b.starts_with('-') && b.len() > 1)
+        {
             let name = body.split('=').next().unwrap_or(body);
             if let Some((_, takes)) = LONG_FLAGS.iter().find(|(n, _)| *n == name) {
                 expect_value = *takes && !body.contains('=');
@@ -225,7 +228,10 @@ fn main() -> ExitCode {
 
 fn print_version() {
     println!("skiff version {}", env!("CARGO_PKG_VERSION"));
-    println!("commit: {}", option_env!("SKIFF_COMMIT").unwrap_or("unknown"));
+    println!(
+        "commit: {}",
+        option_env!("SKIFF_COMMIT").unwrap_or("unknown")
+    );
     println!("spec: {}", skiff::config::OCI_VERSION);
 }
 
@@ -389,7 +395,10 @@ fn spec(bundle: Option<PathBuf>, rootless: bool) -> Result<()> {
     let dir = bundle.unwrap_or_else(|| PathBuf::from("."));
     let path = dir.join("config.json");
     if path.exists() {
-        return Err(Error::msg(format!("{}: file already exists", path.display())));
+        return Err(Error::msg(format!(
+            "{}: file already exists",
+            path.display()
+        )));
     }
     let value = if rootless {
         // SAFETY: geteuid/getegid cannot fail.
@@ -412,8 +421,26 @@ mod tests {
     #[test]
     fn go_style_single_dash_flags() {
         assert_eq!(
-            norm(&["skiff", "-root", "/r", "create", "-bundle", "/b", "-pid-file=/p", "id"]),
-            ["skiff", "--root", "/r", "create", "--bundle", "/b", "--pid-file=/p", "id"]
+            norm(&[
+                "skiff",
+                "-root",
+                "/r",
+                "create",
+                "-bundle",
+                "/b",
+                "-pid-file=/p",
+                "id"
+            ]),
+            [
+                "skiff",
+                "--root",
+                "/r",
+                "create",
+                "--bundle",
+                "/b",
+                "--pid-file=/p",
+                "id"
+            ]
         );
     }
 
@@ -423,6 +450,9 @@ mod tests {
             norm(&["skiff", "kill", "id", "-debug"]),
             ["skiff", "kill", "id", "-debug"]
         );
-        assert_eq!(norm(&["skiff", "run", "-d", "x"]), ["skiff", "run", "-d", "x"]);
+        assert_eq!(
+            norm(&["skiff", "run", "-d", "x"]),
+            ["skiff", "run", "-d", "x"]
+        );
     }
 }

@@ -91,8 +91,7 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     // Before become_root: changing ids makes us non-dumpable, which hands
     // /proc/self files to the host's root, and the offsets file with them.
     if plan.namespaces.time == Disposition::New {
-        namespaces::new_time_namespace(&plan.namespaces.time_offsets)
-            .context("time namespace")?;
+        namespaces::new_time_namespace(&plan.namespaces.time_offsets).context("time namespace")?;
     }
     if let Some(adj) = plan.process.oom_score_adj {
         crate::process::set_oom_score_adj(adj)?;
@@ -122,7 +121,11 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         }
     }
     let state_bytes = state_json.unwrap_or_default().into_bytes();
-    hooks::run_hooks("createContainer", &plan.hooks.create_container, &state_bytes)?;
+    hooks::run_hooks(
+        "createContainer",
+        &plan.hooks.create_container,
+        &state_bytes,
+    )?;
 
     rootfs::enter(&plan.rootfs)?;
     ensure_cwd(&plan.process.cwd)?;
@@ -150,8 +153,7 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     }
     user::switch_user(&p.user)?;
     capabilities::apply_final(&p.capabilities)?;
-    nix::unistd::chdir(&p.cwd)
-        .map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
+    nix::unistd::chdir(&p.cwd).map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
     exec::prepare_fds(p.extra_fds)?;
 
     a.channel.send(&ToParent::Ready)?;

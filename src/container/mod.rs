@@ -39,8 +39,13 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     let dir = store.dir(id);
     let dir_fd = std::fs::File::open(&dir).map_err(|e| Error::io("open", &dir, e))?;
     let addr = init::start_socket_addr(dir_fd.as_fd());
-    let mut conn = UnixStream::connect(&addr)
-        .map_err(|e| Error::io("connect to the container's start socket", dir.join(state::START_SOCKET), e))?;
+    let mut conn = UnixStream::connect(&addr).map_err(|e| {
+        Error::io(
+            "connect to the container's start socket",
+            dir.join(state::START_SOCKET),
+            e,
+        )
+    })?;
     // From here on the container has left `created`, whatever happens next.
     let _ = std::fs::remove_file(dir.join(state::START_SOCKET));
     let mut reply = String::new();

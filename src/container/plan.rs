@@ -76,12 +76,8 @@ impl ContainerPlan {
             linux.and_then(|l| l.gid_mappings().as_deref()),
             &namespaces.user,
         )?;
-        let rootfs = RootfsPlan::from_spec(
-            spec,
-            &opts.bundle,
-            opts.no_pivot,
-            namespaces.in_userns(),
-        )?;
+        let rootfs =
+            RootfsPlan::from_spec(spec, &opts.bundle, opts.no_pivot, namespaces.in_userns())?;
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         let domainname = spec.domainname().clone().filter(|h| !h.is_empty());
         if (hostname.is_some() || domainname.is_some()) && namespaces.uts == Disposition::Host {
@@ -210,10 +206,12 @@ fn process_plan(spec: &Spec, opts: &CreateOptions) -> Result<ProcessPlan> {
         env.push(format!("LISTEN_FDS={listen_fds}"));
         env.push("LISTEN_PID=1".to_string());
     }
-    let console_size = process
-        .console_size()
-        .as_ref()
-        .map(|b| (b.height().min(u16::MAX as u64) as u16, b.width().min(u16::MAX as u64) as u16));
+    let console_size = process.console_size().as_ref().map(|b| {
+        (
+            b.height().min(u16::MAX as u64) as u16,
+            b.width().min(u16::MAX as u64) as u16,
+        )
+    });
     Ok(ProcessPlan {
         args,
         env,
@@ -249,9 +247,17 @@ fn id_maps(
         let mut text = String::new();
         for (i, m) in maps.iter().enumerate() {
             if m.size() == 0 {
-                return Err(Error::config(format!("{field}[{i}].size"), "must not be zero"));
+                return Err(Error::config(
+                    format!("{field}[{i}].size"),
+                    "must not be zero",
+                ));
             }
-            text.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
+            text.push_str(&format!(
+                "{} {} {}\n",
+                m.container_id(),
+                m.host_id(),
+                m.size()
+            ));
         }
         Ok(text)
     };
