@@ -103,6 +103,7 @@ fn in_child(
 /// A parsed line of the container's mountinfo.
 #[derive(Debug)]
 struct Mi {
+    root: String,
     mount_point: String,
     options: String,
     optional: String,
@@ -117,6 +118,7 @@ fn mountinfo_from(text: &str) -> Vec<Mi> {
             let l: Vec<&str> = l.split(' ').collect();
             let r: Vec<&str> = r.split(' ').collect();
             Some(Mi {
+                root: l[3].to_string(),
                 mount_point: l[4].to_string(),
                 options: l[5].to_string(),
                 optional: l[6..].join(" "),
@@ -656,6 +658,44 @@ fn mount_errors_name_the_entry() {
             e.to_string() == "mounts[2] (tmpfs on /dev/shm): mount: invalid argument",
             format!("message: {e}"),
         )
+    })
+    .unwrap();
+}
+
+#[test]
+fn cgroup_mount_in_a_cgroup_namespace() {
+    let b = Bundle::new();
+    let s = spec(
+        r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},
+        "mounts":[{"destination":"/proc","type":"proc"},
+                  {"destination":"/sys","type":"sysfs","options":["nosuid","noexec","nodev"]},
+                  {"destination":"/sys/fs/cgroup","type":"cgroup","options":["nosuid","noexec","nodev","ro"]}],
+        "linux":{"namespaces":[{"type":"mount"},{"type":"cgroup"}]}}"#
+            .to_string(),
+    );
+    let bundle = b.path().to_path_buf();
+    in_child(libc::CLONE_NEWNS | libc::CLONE_NEWCGROUP, move || {
+        all_steps(&s, &bundle, false, false)?;
+        let mi = mountinfo_from(
+            &std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?,
+        );
+        for (mp, fstype) in [
+            ("/sys/fs/cgroup/memory", "cgroup"),
+            ("/sys/fs/cgroup/systemd", "cgroup"),
+            ("/sys/fs/cgroup/unified", "cgroup2"),
+        ] {
+            let m = find(&mi, mp)?;
+            // A fresh mount in the namespace shows the namespace's root.
+            ensure(
+                m.fstype == fstype && m.root == "/" && has_opt(&m.options, "ro"),
+                format!("{m:?}"),
+            )?;
+        }
+        ensure(
+            Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+            "memory files",
+        )?;
+        Ok(())
     })
     .unwrap();
 }
