@@ -112,6 +112,9 @@ pub struct CgroupBind {
     pub host_dir: PathBuf,
     /// Directory name under the destination ("memory", "cpu,cpuacct", "unified").
     pub name: String,
+    /// The hierarchy's controllers as mount data ("cpu,cpuacct",
+    /// "name=systemd"); empty for the cgroup2 one.
+    pub controllers: String,
 }
 
 fn join_cgroup(m: &MountInfo, path: &str) -> PathBuf {
@@ -170,6 +173,7 @@ pub fn layout(mounts: &[MountInfo], cgroups: &[ProcCgroup]) -> Layout {
         binds.push(CgroupBind {
             host_dir: join_cgroup(m, &cg.path),
             name,
+            controllers: cg.controllers.clone(),
         });
     }
     Layout::V1 { binds }
@@ -213,19 +217,23 @@ mod tests {
                 binds: vec![
                     CgroupBind {
                         host_dir: "/sys/fs/cgroup/systemd/user".into(),
-                        name: "systemd".into()
+                        name: "systemd".into(),
+                        controllers: "name=systemd".into(),
                     },
                     CgroupBind {
                         host_dir: "/sys/fs/cgroup/memory/a/b".into(),
-                        name: "memory".into()
+                        name: "memory".into(),
+                        controllers: "memory".into(),
                     },
                     CgroupBind {
                         host_dir: "/sys/fs/cgroup/cpu,cpuacct".into(),
-                        name: "cpu,cpuacct".into()
+                        name: "cpu,cpuacct".into(),
+                        controllers: "cpu,cpuacct".into(),
                     },
                     CgroupBind {
                         host_dir: "/sys/fs/cgroup/unified/u".into(),
-                        name: "unified".into()
+                        name: "unified".into(),
+                        controllers: "".into(),
                     },
                 ]
             }

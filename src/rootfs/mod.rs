@@ -142,9 +142,15 @@ impl RootfsPlan {
         let rootfs_c = paths::cstring(&rootfs, "root.path")?;
 
         let linux = spec.linux().as_ref();
-        let netns = linux
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+        let has_ns = |t: LinuxNamespaceType| {
+            linux
+                .and_then(|l| l.namespaces().as_ref())
+                .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
+        };
+        let ns = mounts::Namespaces {
+            net: has_ns(LinuxNamespaceType::Network),
+            cgroup: has_ns(LinuxNamespaceType::Cgroup),
+        };
 
         let final_propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
             None | Some("") => None,
@@ -163,7 +169,7 @@ impl RootfsPlan {
         let specs = spec.mounts().as_deref().unwrap_or(&[]);
         let mut mounts = Vec::with_capacity(specs.len());
         for (i, m) in specs.iter().enumerate() {
-            mounts.push(mounts::plan(m, i, bundle, in_userns, netns)?);
+            mounts.push(mounts::plan(m, i, bundle, in_userns, ns)?);
         }
         let dev_is_host_bind = mounts
             .iter()

@@ -19,9 +19,11 @@ pub enum MountKind {
     Bind { source: CString },
     /// A filesystem mounted by type (proc, tmpfs, ...).
     Fs { fstype: CString, source: CString },
-    /// Type "cgroup": cgroup2 or a tmpfs of per-hierarchy binds, decided
-    /// from the host's layout when mounting.
-    Cgroup,
+    /// Type "cgroup": cgroup2 or a tmpfs of per-hierarchy mounts, decided
+    /// from the host's layout when mounting. With a cgroup namespace the
+    /// v1 hierarchies are mounted afresh (so they show the namespace's
+    /// root); without one, the process's own cgroup directories are bound.
+    Cgroup { cgroupns: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,15 +49,23 @@ impl MountPlan {
     }
 }
 
-/// Decide how to perform `mounts[index]`. `netns` says the container has a
-/// network namespace of its own (new or joined): without one, sysfs cannot
-/// be mounted from a user namespace.
+/// The container's namespaces that change how mounts are done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Namespaces {
+    /// A network namespace of its own (new or joined): without one, sysfs
+    /// cannot be mounted from a user namespace.
+    pub net: bool,
+    /// A cgroup namespace of its own.
+    pub cgroup: bool,
+}
+
+/// Decide how to perform `mounts[index]`.
 pub fn plan(
     m: &Mount,
     index: usize,
     bundle: &Path,
     in_userns: bool,
-    netns: bool,
+    ns: Namespaces,
 ) -> Result<MountPlan> {
     let field = |f: &str| format!("mounts[{index}].{f}");
     let dest = ContainerPath::parse(m.destination(), &field("destination"))?;
@@ -105,8 +115,10 @@ pub fn plan(
             "required unless options hold bind or rbind",
         ));
     } else if typ == "cgroup" {
-        MountKind::Cgroup
-    } else if typ == "sysfs" && in_userns && !netns {
+        MountKind::Cgroup {
+            cgroupns: ns.cgroup,
+        }
+    } else if typ == "sysfs" && in_userns && !ns.net {
         opts.flags |= MS_BIND | MS_REC;
         MountKind::Bind {
             source: c"/sys".to_owned(),
@@ -321,7 +333,7 @@ pub fn mount(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan) -> Result<()> {
                 Err(e) => Err(Error::sys("mount", e)),
             }
         }
-        MountKind::Cgroup => mount_cgroup(root, rootfs, m),
+        MountKind::Cgroup { cgroupns } => mount_cgroup(root, rootfs, m, *cgroupns),
     };
     r.with_context(|| format!("mounts[{}] ({})", m.index, m.label))
 }
@@ -330,7 +342,7 @@ fn read_file(path: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
 }
 
-fn mount_cgroup(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan) -> Result<()> {
+fn mount_cgroup(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan, cgroupns: bool) -> Result<()> {
     let mounts = cgroup::parse_mountinfo(&read_file("/proc/self/mountinfo")?);
     let cgroups = cgroup::parse_proc_cgroup(&read_file("/proc/self/cgroup")?);
     let t = target(root, rootfs, &m.dest, Kind::Dir)?;
@@ -379,24 +391,35 @@ fn mount_cgroup(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan) -> Result<()
                 let sub =
                     CString::new(rel.as_slice()).map_err(|_| Error::msg("NUL in cgroup path"))?;
                 let fd = paths::ensure(root, &sub, Kind::Dir)?;
+                let t = ProcFd::new(fd.as_fd());
+                let flags = per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+                if cgroupns {
+                    let (fstype, data) = if b.controllers.is_empty() {
+                        (c"cgroup2", None)
+                    } else {
+                        let d = CString::new(b.controllers.as_bytes())
+                            .map_err(|_| Error::msg("NUL in cgroup name"))?;
+                        (c"cgroup", Some(d))
+                    };
+                    sys_mount(
+                        Some(fstype),
+                        t.as_cstr(),
+                        Some(fstype),
+                        flags,
+                        data.as_deref(),
+                    )
+                    .map_err(|e| Error::sys_path("mount cgroup", &b.name, e))?;
+                    continue;
+                }
                 let src = CString::new(b.host_dir.as_os_str().as_bytes())
                     .map_err(|_| Error::msg("NUL in cgroup path"))?;
-                sys_mount(
-                    Some(&src),
-                    ProcFd::new(fd.as_fd()).as_cstr(),
-                    None,
-                    MS_BIND | MS_REC,
-                    None,
-                )
-                .map_err(|e| Error::sys_path("bind mount", &b.host_dir, e))?;
+                sys_mount(Some(&src), t.as_cstr(), None, MS_BIND | MS_REC, None)
+                    .map_err(|e| Error::sys_path("bind mount", &b.host_dir, e))?;
                 drop(fd);
                 let fd = paths::open_in_root(root, &sub, libc::O_PATH)
                     .map_err(|e| Error::sys_path("open", b.host_dir.as_path(), e))?;
-                remount_keep_locked(
-                    ProcFd::new(fd.as_fd()).as_cstr(),
-                    per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                )
-                .map_err(|e| Error::sys_path("remount", &b.host_dir, e))?;
+                remount_keep_locked(ProcFd::new(fd.as_fd()).as_cstr(), flags)
+                    .map_err(|e| Error::sys_path("remount", &b.host_dir, e))?;
             }
             copy_symlinks(Path::new("/sys/fs/cgroup"), dir.as_fd())?;
             let ro = if m.flags & MS_RDONLY != 0 {
@@ -449,13 +472,17 @@ fn copy_symlinks(host: &Path, dir: BorrowedFd<'_>) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn plan_(m: &Mount, i: usize, b: &Path, userns: bool, net: bool) -> Result<MountPlan> {
+        plan(m, i, b, userns, Namespaces { net, cgroup: false })
+    }
+
     fn m(json: &str) -> Mount {
         serde_json::from_str(json).unwrap()
     }
 
     #[test]
     fn plans_binds() {
-        let p = plan(
+        let p = plan_(
             &m(r#"{"destination":"/data","type":"bind","source":"vol","options":["ro","nosuid"]}"#),
             1,
             Path::new("/b"),
@@ -472,13 +499,13 @@ mod tests {
         assert_eq!(p.flags, MS_BIND | MS_RDONLY | MS_NOSUID);
         assert_eq!(bind_remount_flags(p.flags), MS_RDONLY | MS_NOSUID);
         assert_eq!(p.label, "bind on /data");
-        let p = plan(&m(r#"{"destination":"/d","type":"none","source":"/x","options":["rbind","rro","rprivate","size=1"]}"#), 0, Path::new("/b"), false, true).unwrap();
+        let p = plan_(&m(r#"{"destination":"/d","type":"none","source":"/x","options":["rbind","rro","rprivate","size=1"]}"#), 0, Path::new("/b"), false, true).unwrap();
         assert_eq!(p.flags, MS_BIND | MS_REC);
         assert_eq!(p.data, None);
         assert_eq!(p.propagation, vec![MS_PRIVATE | MS_REC]);
         assert_eq!(p.rec.set, MOUNT_ATTR_RDONLY);
         assert_eq!(p.label, "bind on /d");
-        let p = plan(
+        let p = plan_(
             &m(r#"{"destination":"/d","source":"/x","options":["bind"]}"#),
             0,
             Path::new("/b"),
@@ -487,7 +514,7 @@ mod tests {
         )
         .unwrap();
         assert!(p.is_bind());
-        let e = plan(
+        let e = plan_(
             &m(r#"{"destination":"/d","type":"bind"}"#),
             4,
             Path::new("/b"),
@@ -500,7 +527,7 @@ mod tests {
 
     #[test]
     fn plans_filesystems() {
-        let p = plan(&m(r#"{"destination":"/dev/shm","type":"tmpfs","source":"shm","options":["nosuid","noexec","nodev","mode=1777","size=65536k"]}"#), 2, Path::new("/b"), false, false).unwrap();
+        let p = plan_(&m(r#"{"destination":"/dev/shm","type":"tmpfs","source":"shm","options":["nosuid","noexec","nodev","mode=1777","size=65536k"]}"#), 2, Path::new("/b"), false, false).unwrap();
         assert_eq!(
             p.kind,
             MountKind::Fs {
@@ -511,7 +538,7 @@ mod tests {
         assert_eq!(p.flags, MS_NOSUID | MS_NOEXEC | MS_NODEV);
         assert_eq!(p.data.as_deref(), Some(c"mode=1777,size=65536k"));
         assert_eq!(p.label, "tmpfs on /dev/shm");
-        let p = plan(
+        let p = plan_(
             &m(r#"{"destination":"/proc","type":"proc"}"#),
             0,
             Path::new("/b"),
@@ -526,9 +553,9 @@ mod tests {
                 source: c"proc".to_owned()
             }
         );
-        let p = plan(&m(r#"{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro"]}"#), 0, Path::new("/b"), false, false).unwrap();
-        assert_eq!(p.kind, MountKind::Cgroup);
-        let e = plan(
+        let p = plan_(&m(r#"{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro"]}"#), 0, Path::new("/b"), false, false).unwrap();
+        assert_eq!(p.kind, MountKind::Cgroup { cgroupns: false });
+        let e = plan_(
             &m(r#"{"destination":"x","type":"tmpfs"}"#),
             3,
             Path::new("/b"),
@@ -537,7 +564,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "mounts[3].destination: x: must be absolute");
-        let e = plan(
+        let e = plan_(
             &m(r#"{"destination":"/","type":"tmpfs"}"#),
             3,
             Path::new("/b"),
@@ -546,7 +573,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("mounts[3].destination"));
-        let e = plan(
+        let e = plan_(
             &m(r#"{"destination":"/x","source":"/y"}"#),
             5,
             Path::new("/b"),
@@ -555,7 +582,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("mounts[5].type"));
-        let e = plan(&m(r#"{"destination":"/x","type":"bind","source":"/y","options":["rbind"],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#), 1, Path::new("/b"), true, false).unwrap_err();
+        let e = plan_(&m(r#"{"destination":"/x","type":"bind","source":"/y","options":["rbind"],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#), 1, Path::new("/b"), true, false).unwrap_err();
         assert!(e.to_string().contains("not supported"));
     }
 
@@ -565,7 +592,7 @@ mod tests {
             r#"{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]}"#,
         );
         // No network namespace of its own: sysfs cannot work, bind /sys.
-        let p = plan(&sys, 0, Path::new("/b"), true, false).unwrap();
+        let p = plan_(&sys, 0, Path::new("/b"), true, false).unwrap();
         assert_eq!(
             p.kind,
             MountKind::Bind {
@@ -577,9 +604,9 @@ mod tests {
             MS_BIND | MS_REC | MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY
         );
         assert_eq!(p.label, "sysfs on /sys");
-        let p = plan(&sys, 0, Path::new("/b"), true, true).unwrap();
+        let p = plan_(&sys, 0, Path::new("/b"), true, true).unwrap();
         assert!(p.sysfs_fallback && !p.is_bind());
-        let p = plan(&sys, 0, Path::new("/b"), false, false).unwrap();
+        let p = plan_(&sys, 0, Path::new("/b"), false, false).unwrap();
         assert!(!p.sysfs_fallback && !p.is_bind());
     }
 }
