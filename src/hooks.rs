@@ -127,7 +127,7 @@ fn supervise(
     state: &[u8],
     what: &dyn Fn() -> String,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
-    let pidfd = crate::tty::pidfd_open(child.id() as i32).with_context(what)?;
+    let pidfd = crate::spawn::pidfd_open(child.id() as i32).with_context(what)?;
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

@@ -164,13 +164,19 @@ pub fn wait_exit_code(pid: i32) -> Result<i32> {
             return Err(Error::sys(format!("wait for pid {pid}"), e));
         }
     }
-    Ok(if libc::WIFEXITED(status) {
+    Ok(exit_code(status))
+}
+
+/// Exit code of a wait status, the shell's way: the status, or 128+N for signal N.
+pub fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else if libc::WIFSIGNALED(status) {
         128 + libc::WTERMSIG(status)
     } else {
+        // Stopped/continued are not reported without WUNTRACED.
         255
-    })
+    }
 }
 
 /// Field 22 (starttime, in clock ticks since boot) and field 3 (state) of /proc/PID/stat.

@@ -411,46 +411,7 @@ pub fn forward_signals_and_wait(pid: i32, pidfd: BorrowedFd<'_>) -> Result<i32> 
     wait_exit_code(pid)
 }
 
-/// Reaps `pid` and returns its exit code: the exit status, or 128+N when
-/// it was killed by signal N.
-pub fn wait_exit_code(pid: i32) -> Result<i32> {
-    let mut status: libc::c_int = 0;
-    loop {
-        // SAFETY: status is a valid out pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
-        }
-        let e = Errno::last();
-        if r < 0 && e != Errno::EINTR {
-            return Err(Error::sys(format!("waitpid {pid}"), e));
-        }
-    }
-    Ok(exit_code(status))
-}
-
-/// Exit code of a wait status, the shell's way.
-pub fn exit_code(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        // Stopped/continued are not reported without WUNTRACED.
-        255
-    }
-}
-
-/// Opens a pidfd for `pid` (Linux 5.3+).
-pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(Error::sys(format!("pidfd_open {pid}"), Errno::last()));
-    }
-    // SAFETY: the syscall returned a fresh fd (cloexec by default).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
+pub use crate::spawn::{exit_code, pidfd_open, wait_exit_code};
 
 #[cfg(test)]
 mod tests {
