@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use crate::container::plan::ContainerPlan;
+use crate::container::plan::{ContainerPlan, ProcessPlan};
 use crate::error::{Context, Error, Result};
 use crate::namespaces::{self, Disposition, NamespaceFile};
 use crate::sync::{Channel, ToInit, ToParent};
@@ -140,7 +140,23 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     plan.sysctl.apply()?;
     rootfs::finish(&plan.rootfs)?;
 
-    let p = &plan.process;
+    let (program, env) = prepare_process(&plan.process)?;
+
+    a.channel.send(&ToParent::Ready)?;
+
+    let conn = accept_start(a.start_listener)?;
+    if let Err(e) = hooks::run_hooks("startContainer", &plan.hooks.start_container, &state_bytes) {
+        fail_start(conn, &e);
+    }
+    let err = exec::exec(&program, &plan.process.args, &env);
+    fail_start(conn, &err)
+}
+
+/// The last steps before exec, shared by the init and `exec`: resolve the
+/// program (so "not found" is reported before anything runs), apply the
+/// limits and capabilities that need privilege, switch user, close fds.
+/// Returns the program and its final environment.
+pub fn prepare_process(p: &ProcessPlan) -> Result<(PathBuf, Vec<String>)> {
     let mut env = p.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(p.user.uid())));
@@ -155,15 +171,7 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     capabilities::apply_final(&p.capabilities)?;
     nix::unistd::chdir(&p.cwd).map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
     exec::prepare_fds(p.extra_fds)?;
-
-    a.channel.send(&ToParent::Ready)?;
-
-    let conn = accept_start(a.start_listener)?;
-    if let Err(e) = hooks::run_hooks("startContainer", &plan.hooks.start_container, &state_bytes) {
-        fail_start(conn, &e);
-    }
-    let err = exec::exec(&program, &p.args, &env);
-    fail_start(conn, &err)
+    Ok((program, env))
 }
 
 /// Tell the `start` command why the container could not start, and exit.

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Hook, LinuxIdMapping, Spec, User};
+use oci_spec::runtime::{Hook, LinuxIdMapping, Process, Spec, User};
 
 use crate::capabilities::CapabilityPlan;
 use crate::error::{Error, Result};
@@ -92,7 +92,18 @@ impl ContainerPlan {
             ));
         }
         let sysctl = SysctlPlan::from_spec(linux.and_then(|l| l.sysctl().as_ref()), &namespaces)?;
-        let process = process_plan(spec, opts)?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::config("process", "missing"))?;
+        let process = process_plan(
+            process,
+            TerminalWiring {
+                console_socket: opts.console_socket.is_some(),
+                attach: opts.attach_terminal,
+            },
+            opts.preserve_fds,
+        )?;
         let h = spec.hooks().as_ref();
         let list = |hooks: Option<&Vec<Hook>>, stage: &str| -> Result<Vec<Hook>> {
             let hooks = hooks.cloned().unwrap_or_default();
@@ -159,11 +170,21 @@ impl ContainerPlan {
     }
 }
 
-fn process_plan(spec: &Spec, opts: &CreateOptions) -> Result<ProcessPlan> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::config("process", "missing"))?;
+/// How the process's terminal is wired, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct TerminalWiring {
+    pub console_socket: bool,
+    /// The caller attaches the terminal itself (`run`/`exec` in the foreground).
+    pub attach: bool,
+}
+
+/// Validate a process (config.json's, or `exec`'s) into what the process
+/// setup needs.
+pub fn process_plan(
+    process: &Process,
+    wiring: TerminalWiring,
+    preserve_fds: u32,
+) -> Result<ProcessPlan> {
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() || args[0].is_empty() {
         return Err(Error::config("process.args", "must name a program to run"));
@@ -175,13 +196,13 @@ fn process_plan(spec: &Spec, opts: &CreateOptions) -> Result<ProcessPlan> {
         ));
     }
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() && !opts.attach_terminal {
+    if terminal && !wiring.console_socket && !wiring.attach {
         return Err(Error::msg(
             "process.terminal is true but no --console-socket was given: \
              a detached container needs a console socket to receive its terminal",
         ));
     }
-    if !terminal && opts.console_socket.is_some() {
+    if !terminal && wiring.console_socket {
         return Err(Error::msg(
             "--console-socket was given but process.terminal is false",
         ));
@@ -223,7 +244,7 @@ fn process_plan(spec: &Spec, opts: &CreateOptions) -> Result<ProcessPlan> {
         oom_score_adj: process.oom_score_adj(),
         terminal,
         console_size,
-        extra_fds: listen_fds + opts.preserve_fds,
+        extra_fds: listen_fds + preserve_fds,
     })
 }
 
