@@ -10,7 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 fn create_fails(c: &Ctx, skiff_text: &str, other: Option<&str>) -> Out {
     let out = c.create();
     out.fails_with(skiff_text, other);
-    assert!(!c.root.join(&c.id).exists(), "failed create left its state dir");
+    assert!(
+        !c.root.join(&c.id).exists(),
+        "failed create left its state dir"
+    );
     c.state_id(&c.id).fails();
     c.assert_clean();
     out
@@ -50,7 +53,11 @@ fn unreadable_config() {
 fn malformed_json_says_where() {
     let c = Ctx::new("malformed_json");
     c.track(&c.id);
-    fs::write(c.bundle.join("config.json"), "{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}\n").unwrap();
+    fs::write(
+        c.bundle.join("config.json"),
+        "{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}\n",
+    )
+    .unwrap();
     let out = c.rt(&["create", "--bundle", c.bundle.to_str().unwrap(), &c.id]);
     out.fails_with("line 3 column", None);
     c.assert_clean();
@@ -83,7 +90,10 @@ fn executable_not_found_is_named() {
     let mut c = Ctx::new("exe_not_found");
     c.set_args(&["no-such-binary-xyz"]);
     let out = c.run_id(&c.id.clone(), &[]);
-    out.fails_with("executable file not found in $PATH", Some("executable file not found"));
+    out.fails_with(
+        "executable file not found in $PATH",
+        Some("executable file not found"),
+    );
     assert!(out.stderr.contains("no-such-binary-xyz"), "{out:?}");
     assert!(!c.root.join(&c.id).exists());
 }
@@ -102,7 +112,11 @@ fn invalid_ids() {
     c.write_spec();
     for bad in ["../x", "", "a/b", "..", "."] {
         let out = c.rt(&["create", "--bundle", c.bundle.to_str().unwrap(), bad]);
-        let runc_text = if bad.is_empty() { None } else { Some("invalid") };
+        let runc_text = if bad.is_empty() {
+            None
+        } else {
+            Some("invalid")
+        };
         out.fails_with("invalid container ID format", runc_text);
     }
     // Nothing may have been created anywhere near the state root.
@@ -120,7 +134,10 @@ fn duplicate_id() {
     c.set_args(&["sleep", "60"]);
     let pid = c.create_ok();
     let out = c.create();
-    out.fails_with("container with given ID already exists", Some("already exists"));
+    out.fails_with(
+        "container with given ID already exists",
+        Some("already exists"),
+    );
     // The first container is untouched.
     assert_eq!(c.status(&c.id), "created");
     assert_eq!(c.state_json(&c.id)["pid"].as_i64(), Some(pid as i64));
@@ -172,7 +189,10 @@ fn wrong_namespace_type_path() {
     let out = c.create();
     out.fails();
     if is_skiff() {
-        assert!(out.stderr.contains("/proc/self/ns/ipc") || out.stderr.contains("network"), "{out:?}");
+        assert!(
+            out.stderr.contains("/proc/self/ns/ipc") || out.stderr.contains("network"),
+            "{out:?}"
+        );
     }
     assert!(!c.root.join(&c.id).exists());
     c.assert_clean();
@@ -188,7 +208,14 @@ fn wrong_namespace_type_path() {
 fn json_log_one_error_line() {
     let c = Ctx::new("json_log");
     let log = c.path("log.json");
-    let out = c.rt(&["--log", log.to_str().unwrap(), "--log-format", "json", "start", "no-such-ctr"]);
+    let out = c.rt(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "start",
+        "no-such-ctr",
+    ]);
     out.fails_with("container does not exist", Some("does not exist"));
     let text = fs::read_to_string(&log).expect("log file written");
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -202,9 +229,15 @@ fn json_log_one_error_line() {
         assert_eq!(lines.len(), 1, "skiff writes exactly one line: {text}");
     }
     let e = &errors[0];
-    assert!(e["msg"].as_str().unwrap_or("").contains("does not exist"), "{e}");
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("does not exist"),
+        "{e}"
+    );
     let time = e["time"].as_str().unwrap_or("");
-    assert!(time.len() >= 20 && time.as_bytes()[10] == b'T', "time not RFC3339: {time}");
+    assert!(
+        time.len() >= 20 && time.as_bytes()[10] == b'T',
+        "time not RFC3339: {time}"
+    );
 }
 
 #[test]
@@ -215,7 +248,15 @@ fn json_log_on_create_failure() {
     c.track(&c.id);
     let log = c.path("log.json");
     let b = c.bundle.to_str().unwrap().to_string();
-    let out = c.rt(&["--log", log.to_str().unwrap(), "--log-format=json", "create", "--bundle", &b, &c.id]);
+    let out = c.rt(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format=json",
+        "create",
+        "--bundle",
+        &b,
+        &c.id,
+    ]);
     out.fails();
     let text = fs::read_to_string(&log).expect("log file written");
     let n = text

@@ -13,16 +13,29 @@ fn create_waits_for_start() {
 
     // The pid file: decimal init pid, no trailing newline, equal to state.pid.
     let raw = fs::read_to_string(c.pid_file(&c.id)).unwrap();
-    assert!(!raw.ends_with('\n'), "pid file has a trailing newline: {raw:?}");
+    assert!(
+        !raw.ends_with('\n'),
+        "pid file has a trailing newline: {raw:?}"
+    );
     let st = c.state_json(&c.id);
     assert_eq!(st["status"], "created");
-    assert_eq!(st["pid"].as_i64(), Some(pid as i64), "state pid vs pid file");
-    assert!(proc_state(pid).is_some(), "init {pid} not alive on the host");
+    assert_eq!(
+        st["pid"].as_i64(),
+        Some(pid as i64),
+        "state pid vs pid file"
+    );
+    assert!(
+        proc_state(pid).is_some(),
+        "init {pid} not alive on the host"
+    );
 
     // Until start, the user process must not run.
     std::thread::sleep(Duration::from_millis(150));
     let early = fs::read_to_string(c.out_file(&c.id)).unwrap_or_default();
-    assert!(!early.contains("started-42"), "process ran before start: {early}");
+    assert!(
+        !early.contains("started-42"),
+        "process ran before start: {early}"
+    );
     assert_eq!(c.status(&c.id), "created");
 
     c.start().ok();
@@ -34,7 +47,8 @@ fn create_waits_for_start() {
     c.wait_status(&c.id, "stopped");
     c.delete_id(&c.id, false).ok();
     assert!(!c.root.join(&c.id).exists(), "state dir survives delete");
-    c.state_id(&c.id).fails_with("container does not exist", Some("does not exist"));
+    c.state_id(&c.id)
+        .fails_with("container does not exist", Some("does not exist"));
 }
 
 #[test]
@@ -55,7 +69,11 @@ fn start_after_init_died_fails() {
     // SAFETY: pid is the init we just created (checked alive via its pid file).
     unsafe { libc::kill(pid, libc::SIGKILL) };
     wait_for(Duration::from_secs(5), "init to die", || {
-        (!matches!(proc_state(pid), Some('R') | Some('S') | Some('D') | Some('T'))).then_some(())
+        (!matches!(
+            proc_state(pid),
+            Some('R') | Some('S') | Some('D') | Some('T')
+        ))
+        .then_some(())
     });
     c.start().fails();
 }
@@ -67,7 +85,11 @@ fn delete_running_needs_force() {
     let pid = c.create_ok();
     c.start().ok();
     c.delete_id(&c.id, false).fails();
-    assert_eq!(c.status(&c.id), "running", "failed delete changed the container");
+    assert_eq!(
+        c.status(&c.id),
+        "running",
+        "failed delete changed the container"
+    );
     assert!(proc_state(pid).is_some());
     c.delete_id(&c.id, true).ok();
     c.assert_clean();
@@ -87,8 +109,14 @@ fn run_returns_exit_code() {
     let mut c = Ctx::new("run_exit");
     let out = c.run_sh("echo out-marker; echo err-marker >&2; exit 3");
     assert_eq!(out.code, 3, "{out:?}");
-    assert!(out.stdout.contains("out-marker"), "container stdout not passed: {out:?}");
-    assert!(out.stderr.contains("err-marker"), "container stderr not passed: {out:?}");
+    assert!(
+        out.stdout.contains("out-marker"),
+        "container stdout not passed: {out:?}"
+    );
+    assert!(
+        out.stderr.contains("err-marker"),
+        "container stderr not passed: {out:?}"
+    );
     // Without --keep, run removes the container.
     assert!(!c.root.join(&c.id).exists());
     c.state_id(&c.id).fails();
@@ -126,7 +154,9 @@ fn run_killed_by_signal_is_128_plus_n() {
         (o.code == 0 && o.stdout.contains("\"running\"")).then_some(())
     });
     c.kill_id(&c.id, "KILL").ok();
-    let st = wait_for(Duration::from_secs(10), "run to exit", || child.try_wait().unwrap());
+    let st = wait_for(Duration::from_secs(10), "run to exit", || {
+        child.try_wait().unwrap()
+    });
     assert_eq!(st.code(), Some(137), "run after SIGKILL: {st:?}");
 }
 
@@ -138,7 +168,15 @@ fn run_detach() {
     c.track(&c.id);
     let pid_file = c.pid_file(&c.id);
     let bundle = c.bundle.to_str().unwrap().to_string();
-    let args = ["run", "-d", "--bundle", &bundle, "--pid-file", pid_file.to_str().unwrap(), &c.id];
+    let args = [
+        "run",
+        "-d",
+        "--bundle",
+        &bundle,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &c.id,
+    ];
     let out = c.exec_cmd(c.command(&args), &c.out_file(&c.id), &c.err_file(&c.id));
     out.ok();
     let pid = c.read_pid_file(&c.id).expect("pid file");
@@ -147,14 +185,18 @@ fn run_detach() {
     assert_eq!(st["status"], "running");
     assert_eq!(st["pid"].as_i64(), Some(pid as i64));
     assert_eq!(
-        fs::read_link(format!("/proc/{pid}/exe")).unwrap().file_name().unwrap(),
+        fs::read_link(format!("/proc/{pid}/exe"))
+            .unwrap()
+            .file_name()
+            .unwrap(),
         "busybox"
     );
     // --detach is the long form.
     let id2 = c.new_id();
     c.track(&id2);
     let args = ["run", "--detach", "--bundle", &bundle, &id2];
-    c.exec_cmd(c.command(&args), &c.out_file(&id2), &c.err_file(&id2)).ok();
+    c.exec_cmd(c.command(&args), &c.out_file(&id2), &c.err_file(&id2))
+        .ok();
     assert_eq!(c.status(&id2), "running");
 }
 
@@ -216,7 +258,10 @@ fn no_pivot() {
     out.ok();
     // The container sees its own rootfs as /, not the host's.
     assert!(out.stdout.starts_with("skiff\n"), "{out:?}");
-    assert!(out.stdout.contains("busybox") || out.stdout.contains("bin"), "{out:?}");
+    assert!(
+        out.stdout.contains("busybox") || out.stdout.contains("bin"),
+        "{out:?}"
+    );
 }
 
 #[test]

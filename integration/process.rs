@@ -16,7 +16,10 @@ fn user_uid_gid_groups() {
     let groups = status_field(&out, "Groups").unwrap();
     let mut g: Vec<&str> = groups.split(' ').collect();
     g.sort();
-    assert!(g.contains(&"100") && g.contains(&"65534"), "Groups: {groups}");
+    assert!(
+        g.contains(&"100") && g.contains(&"65534"),
+        "Groups: {groups}"
+    );
     assert!(!g.contains(&"0"), "root group leaked into Groups: {groups}");
     assert!(out.contains("ID=uid=1000(user) gid=1000(user)"), "{out}");
 }
@@ -40,7 +43,11 @@ fn umask() {
 #[test]
 fn env_is_exactly_config() {
     let mut c = Ctx::new("env");
-    c.spec["process"]["env"] = json!(["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FOO=bar baz", "EMPTY="]);
+    c.spec["process"]["env"] = json!([
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "FOO=bar baz",
+        "EMPTY="
+    ]);
     let out = c.sh_ok("echo \"FOO=$FOO\"; env | sort");
     assert!(out.starts_with("FOO=bar baz\n"), "{out}");
     assert!(out.contains("EMPTY=\n"), "{out}");
@@ -145,7 +152,11 @@ fn user_with_caps_non_root() {
     let out = c.sh_ok("cat /proc/self/status");
     assert_eq!(status_field(&out, "Uid").unwrap(), "1000 1000 1000 1000");
     let want = (1u64 << 5) | (1 << 10);
-    assert_eq!(cap_hex(&out, "CapEff"), want, "ambient caps must survive the uid switch: {out}");
+    assert_eq!(
+        cap_hex(&out, "CapEff"),
+        want,
+        "ambient caps must survive the uid switch: {out}"
+    );
     assert_eq!(cap_hex(&out, "CapAmb"), want, "{out}");
 }
 
@@ -153,10 +164,16 @@ fn user_with_caps_non_root() {
 fn no_new_privileges() {
     let mut c = Ctx::new("nnp");
     c.spec["process"]["noNewPrivileges"] = json!(true);
-    assert_eq!(status_field(&c.sh_ok("cat /proc/self/status"), "NoNewPrivs").unwrap(), "1");
+    assert_eq!(
+        status_field(&c.sh_ok("cat /proc/self/status"), "NoNewPrivs").unwrap(),
+        "1"
+    );
     c.spec["process"]["noNewPrivileges"] = json!(false);
     c.id = c.new_id();
-    assert_eq!(status_field(&c.sh_ok("cat /proc/self/status"), "NoNewPrivs").unwrap(), "0");
+    assert_eq!(
+        status_field(&c.sh_ok("cat /proc/self/status"), "NoNewPrivs").unwrap(),
+        "0"
+    );
 }
 
 #[test]
@@ -165,7 +182,12 @@ fn oom_score_adj() {
     c.spec["process"]["oomScoreAdj"] = json!(123);
     c.sh_args("cat /proc/self/oom_score_adj; exec sleep 60");
     let pid = c.create_ok();
-    assert_eq!(fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "123");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "123"
+    );
     c.start().ok();
     assert_eq!(c.wait_output(&c.id, "\n").trim(), "123");
 }
@@ -186,7 +208,10 @@ fn preserve_fds() {
     // Without --preserve-fds the fd must not leak in.
     let id2 = c.new_id();
     let out = c.run_with(&id2, &[], |cmd| pass_fd(cmd, fd, 3));
-    assert!(!out.stdout.contains("passed-through-fd"), "fd 3 leaked without --preserve-fds: {out:?}");
+    assert!(
+        !out.stdout.contains("passed-through-fd"),
+        "fd 3 leaked without --preserve-fds: {out:?}"
+    );
     drop(f);
 }
 
@@ -214,7 +239,10 @@ fn listen_fds() {
     let (o, e) = (c.path("listen.out"), c.path("listen.err"));
     let out = c.exec_cmd(cmd, &o, &e);
     out.ok();
-    assert!(out.stdout.contains("LISTEN_FDS=1 LISTEN_PID=1\n"), "{out:?}");
+    assert!(
+        out.stdout.contains("LISTEN_FDS=1 LISTEN_PID=1\n"),
+        "{out:?}"
+    );
     assert!(out.stdout.contains("listen-fd-data"), "{out:?}");
 }
 
@@ -224,7 +252,12 @@ fn pid_is_one_and_ps() {
     let out = c.sh_ok("echo pid=$$; ps -o pid,comm");
     assert!(out.starts_with("pid=1\n"), "{out}");
     let procs: Vec<&str> = out.lines().skip(2).collect();
-    assert!(procs.iter().any(|l| l.split_whitespace().next() == Some("1")), "{out}");
+    assert!(
+        procs
+            .iter()
+            .any(|l| l.split_whitespace().next() == Some("1")),
+        "{out}"
+    );
     // Only the shell and ps itself: the host's processes are invisible.
     assert!(procs.len() <= 2, "{out}");
 }

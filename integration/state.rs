@@ -19,9 +19,16 @@ fn state_fields() {
     assert_eq!(st["bundle"].as_str(), bundle.to_str(), "{st}");
     assert_eq!(st["annotations"]["org.skiff.test"], "yes", "{st}");
     // runc adds rootfs/created/owner beyond the spec; engines read them.
-    assert_eq!(st["rootfs"].as_str(), bundle.join("rootfs").to_str(), "{st}");
+    assert_eq!(
+        st["rootfs"].as_str(),
+        bundle.join("rootfs").to_str(),
+        "{st}"
+    );
     let created = st["created"].as_str().unwrap_or("");
-    assert!(created.len() >= 20 && &created[4..5] == "-" && &created[10..11] == "T", "{st}");
+    assert!(
+        created.len() >= 20 && &created[4..5] == "-" && &created[10..11] == "T",
+        "{st}"
+    );
     assert!(st.get("owner").is_some(), "{st}");
     // Pretty-printed like runc (engines don't care, humans do).
     assert!(c.state_id(&c.id).stdout.contains("\n  \"id\""));

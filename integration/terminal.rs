@@ -17,7 +17,11 @@ fn read_until(fd: &File, needle: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd on the stack.
         let n = unsafe { libc::poll(&mut pfd, 1, 50) };
         if n <= 0 {
@@ -36,16 +40,27 @@ fn read_until(fd: &File, needle: &str, timeout: Duration) -> String {
 
 /// Accept one connection on `listener` and receive the console fd: exactly one message with
 /// exactly one SCM_RIGHTS control message carrying exactly one fd.
-fn receive_console(listener: &UnixListener, timeout: Duration) -> (File, std::os::unix::net::UnixStream) {
+fn receive_console(
+    listener: &UnixListener,
+    timeout: Duration,
+) -> (File, std::os::unix::net::UnixStream) {
     listener.set_nonblocking(true).unwrap();
-    let stream = wait_for(timeout, "console socket connection", || listener.accept().ok()).0;
+    let stream = wait_for(timeout, "console socket connection", || {
+        listener.accept().ok()
+    })
+    .0;
     stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(timeout)).unwrap();
     let mut data = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut data)];
     let mut space = nix::cmsg_space!([RawFd; 8]);
-    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .expect("recvmsg on console socket");
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg on console socket");
     assert!(msg.bytes > 0, "console message carries no name");
     let mut cmsgs = 0;
     let mut fds = Vec::new();
@@ -75,17 +90,36 @@ fn console_socket_sends_one_pty_master() {
     let pid_file = c.pid_file(&c.id);
     let b = c.bundle.to_str().unwrap().to_string();
     let mut child = c
-        .command(&["create", "--bundle", &b, "--console-socket", sock.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &c.id])
+        .command(&[
+            "create",
+            "--bundle",
+            &b,
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &c.id,
+        ])
         .stdout(File::create(c.out_file(&c.id)).unwrap())
         .stderr(File::create(c.err_file(&c.id)).unwrap())
         .spawn()
         .unwrap();
     let (master, stream) = receive_console(&listener, Duration::from_secs(10));
-    let st = wait_for(Duration::from_secs(10), "create to exit", || child.try_wait().unwrap());
-    assert!(st.success(), "create failed: {}", std::fs::read_to_string(c.err_file(&c.id)).unwrap_or_default());
+    let st = wait_for(Duration::from_secs(10), "create to exit", || {
+        child.try_wait().unwrap()
+    });
+    assert!(
+        st.success(),
+        "create failed: {}",
+        std::fs::read_to_string(c.err_file(&c.id)).unwrap_or_default()
+    );
     // Nothing else arrives on the socket: it is closed after the one message.
     let mut rest = [0u8; 16];
-    assert_eq!((&stream).read(&mut rest).unwrap_or(0), 0, "extra data on console socket");
+    assert_eq!(
+        (&stream).read(&mut rest).unwrap_or(0),
+        0,
+        "extra data on console socket"
+    );
     let pid = c.read_pid_file(&c.id).expect("pid file");
     c.track_pid(pid);
 
@@ -94,9 +128,18 @@ fn console_socket_sends_one_pty_master() {
         .write_all(b"tty; stat -c '%F %t' /dev/console; echo MA$((1+1))RK\n")
         .unwrap();
     let out = read_until(&master, "MA2RK", Duration::from_secs(10));
-    assert!(out.contains("MA2RK"), "no reply from the shell over the pty: {out:?}");
-    assert!(out.contains("/dev/pts/0"), "pty is not from the container's devpts: {out:?}");
-    assert!(out.contains("character special file 88"), "/dev/console is not the pty: {out:?}");
+    assert!(
+        out.contains("MA2RK"),
+        "no reply from the shell over the pty: {out:?}"
+    );
+    assert!(
+        out.contains("/dev/pts/0"),
+        "pty is not from the container's devpts: {out:?}"
+    );
+    assert!(
+        out.contains("character special file 88"),
+        "/dev/console is not the pty: {out:?}"
+    );
     (&master).write_all(b"exit 0\n").unwrap();
     c.wait_status(&c.id, "stopped");
 }
@@ -127,9 +170,13 @@ fn run_in_a_terminal() {
     }
     let mut child = cmd.spawn().unwrap();
     drop(slave);
-    (&master).write_all(b"echo MA$((1+1))RK; tty; exit 5\n").unwrap();
+    (&master)
+        .write_all(b"echo MA$((1+1))RK; tty; exit 5\n")
+        .unwrap();
     let out = read_until(&master, "\u{0}never", Duration::from_secs(10));
-    let st = wait_for(Duration::from_secs(10), "run to exit", || child.try_wait().unwrap());
+    let st = wait_for(Duration::from_secs(10), "run to exit", || {
+        child.try_wait().unwrap()
+    });
     assert!(out.contains("MA2RK"), "{out:?}");
     assert!(out.contains("/dev/pts/"), "{out:?}");
     assert_eq!(st.code(), Some(5), "{out:?}");
@@ -149,7 +196,8 @@ fn console_socket_without_terminal_fails() {
     let c = Ctx::new("socket_no_tty");
     let sock = c.path("c.sock");
     let _l = UnixListener::bind(&sock).unwrap();
-    c.create_id(&c.id, &["--console-socket", sock.to_str().unwrap()]).fails();
+    c.create_id(&c.id, &["--console-socket", sock.to_str().unwrap()])
+        .fails();
     c.assert_clean();
 }
 

@@ -52,7 +52,11 @@ pub fn is_skiff() -> bool {
 macro_rules! skiff_only {
     ($why:expr) => {
         if !$crate::common::is_skiff() {
-            eprintln!("skipped for {}: {}", $crate::common::runtime().display(), $why);
+            eprintln!(
+                "skipped for {}: {}",
+                $crate::common::runtime().display(),
+                $why
+            );
             return;
         }
     };
@@ -272,7 +276,11 @@ impl MountInfo {
 }
 
 pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    let unescape = |s: &str| s.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\");
+    let unescape = |s: &str| {
+        s.replace("\\040", " ")
+            .replace("\\011", "\t")
+            .replace("\\134", "\\")
+    };
     text.lines()
         .filter_map(|line| {
             let (pre, post) = line.split_once(" - ")?;
@@ -415,7 +423,10 @@ impl Ctx {
     }
 
     pub fn add_mount(&mut self, m: Value) {
-        self.spec["mounts"].as_array_mut().expect("mounts array").push(m);
+        self.spec["mounts"]
+            .as_array_mut()
+            .expect("mounts array")
+            .push(m);
     }
 
     /// Remove a namespace entry of `kind` if present.
@@ -499,7 +510,13 @@ impl Ctx {
         self.track(id);
         let pid_file = self.pid_file(id);
         let bundle = self.bundle.to_str().unwrap();
-        let mut args = vec!["create", "--bundle", bundle, "--pid-file", pid_file.to_str().unwrap()];
+        let mut args = vec![
+            "create",
+            "--bundle",
+            bundle,
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         args.push(id);
         let out = self.exec_cmd(self.command(&args), &self.out_file(id), &self.err_file(id));
@@ -523,7 +540,11 @@ impl Ctx {
     }
 
     pub fn read_pid_file(&self, id: &str) -> Option<i32> {
-        fs::read_to_string(self.pid_file(id)).ok()?.trim().parse().ok()
+        fs::read_to_string(self.pid_file(id))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn start_id(&self, id: &str) -> Out {
@@ -548,14 +569,19 @@ impl Ctx {
     }
 
     pub fn status(&self, id: &str) -> String {
-        self.state_json(id)["status"].as_str().unwrap_or("").to_string()
+        self.state_json(id)["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     #[track_caller]
     pub fn wait_status(&self, id: &str, want: &str) {
-        wait_for(Duration::from_secs(10), &format!("{id} to be {want}"), || {
-            (self.status(id) == want).then_some(())
-        })
+        wait_for(
+            Duration::from_secs(10),
+            &format!("{id} to be {want}"),
+            || (self.status(id) == want).then_some(()),
+        )
     }
 
     pub fn kill_id(&self, id: &str, sig: &str) -> Out {
@@ -607,10 +633,14 @@ impl Ctx {
     #[track_caller]
     pub fn wait_output(&self, id: &str, needle: &str) -> String {
         let f = self.out_file(id);
-        wait_for(Duration::from_secs(10), &format!("{needle:?} in {}", f.display()), || {
-            let s = fs::read_to_string(&f).ok()?;
-            s.contains(needle).then_some(s)
-        })
+        wait_for(
+            Duration::from_secs(10),
+            &format!("{needle:?} in {}", f.display()),
+            || {
+                let s = fs::read_to_string(&f).ok()?;
+                s.contains(needle).then_some(s)
+            },
+        )
     }
 
     /// Skip the leftover checks (for tests that check them themselves mid-way).
@@ -653,7 +683,9 @@ impl Ctx {
                 break;
             }
             if Instant::now() > deadline {
-                problems.push(format!("processes rooted in {tmp} still running: {stray:?}"));
+                problems.push(format!(
+                    "processes rooted in {tmp} still running: {stray:?}"
+                ));
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -747,7 +779,11 @@ impl Drop for Ctx {
             }
         }
         if !problems.is_empty() {
-            let msg = format!("test {} left behind:\n  {}", self.name, problems.join("\n  "));
+            let msg = format!(
+                "test {} left behind:\n  {}",
+                self.name,
+                problems.join("\n  ")
+            );
             if std::thread::panicking() {
                 eprintln!("{msg}");
             } else {
