@@ -13,14 +13,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${1:-$repo/fixtures/busybox-rootfs}"
 
-busybox=""
-for candidate in /bin/busybox /usr/bin/busybox; do
-	if [[ -x $candidate ]] && file -L "$candidate" 2>/dev/null | grep -q 'statically linked'; then
-		busybox=$candidate
-		break
-	fi
-done
-if [[ -z $busybox ]] && ! dpkg -s busybox-static >/dev/null 2>&1; then
+# Debian's busybox-static replaces /bin/busybox with the static build.
+if command -v dpkg >/dev/null 2>&1 && ! dpkg -s busybox-static >/dev/null 2>&1; then
 	echo "mkrootfs: installing busybox-static" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get install -y -q busybox-static >/dev/null 2>&1 || {
@@ -28,10 +22,8 @@ if [[ -z $busybox ]] && ! dpkg -s busybox-static >/dev/null 2>&1; then
 		apt-get install -y -q busybox-static >/dev/null
 	}
 fi
-if [[ -z $busybox ]]; then
-	busybox=/bin/busybox
-	[[ -x $busybox ]] || busybox=/usr/bin/busybox
-fi
+busybox=/bin/busybox
+[[ -x $busybox ]] || busybox=/usr/bin/busybox
 [[ -x $busybox ]] || { echo "mkrootfs: no busybox binary found" >&2; exit 1; }
 
 stamp_want="$(stat -c '%s %Y' "$(readlink -f "$busybox")") v1"

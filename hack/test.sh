@@ -12,8 +12,8 @@ source hack/lib.sh
 
 need_root
 need_cargo
-# busybox-static for the rootfs fixture; file for mkrootfs' static check.
-apt_install busybox-static file
+# busybox-static for the rootfs fixture.
+apt_install busybox-static
 
 ./hack/mkrootfs.sh "${SKIFF_TEST_ROOTFS:-$repo/fixtures/busybox-rootfs}"
 
