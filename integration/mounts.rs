@@ -238,8 +238,12 @@ fn symlink_cannot_escape_rootfs() {
             .collect::<Vec<_>>()
     );
     if out.code == 0 {
+        // Resolved as if the rootfs were /: the mounts landed under rootfs/<outside>.
         let inner = rootfs.join(outside.strip_prefix("/").unwrap());
-        assert!(inner.join("m").exists() || Path::new(&rootfs).join("abs").exists());
+        assert!(
+            inner.join("m").is_dir(),
+            "mount target not created inside the rootfs"
+        );
     }
 }
 
