@@ -80,7 +80,7 @@ fn spec_default_and_rootless() {
     assert_eq!(v["root"]["path"], "rootfs");
     assert!(v["process"]["args"]
         .as_array()
-        .map_or(false, |a| !a.is_empty()));
+        .is_some_and(|a| !a.is_empty()));
     let ns: Vec<&str> = v["linux"]["namespaces"]
         .as_array()
         .unwrap()

@@ -4,7 +4,6 @@ use crate::common::*;
 use serde_json::json;
 use std::ffi::CString;
 use std::fs;
-use std::path::Path;
 
 /// Replace the config's mounts with an explicit list of every filesystem type.
 fn all_types_mounts() -> serde_json::Value {

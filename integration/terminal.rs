@@ -208,6 +208,3 @@ fn run_without_terminal_has_no_tty() {
     out.ok();
     assert!(out.stdout.contains("not a tty"), "{out:?}");
 }
-
-#[allow(dead_code)]
-fn _unused(_: Stdio) {}
