@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Side-by-side startup benchmark of skiff, runc and crun on the same bundle (hyperfine).
+#
+#   hack/bench.sh [--build] [--runs N] [--runtimes "skiff runc crun"]
+#
+# Environment: RUNTIMES (default "skiff runc crun"), RUNS (default 50), SKIFF (skiff binary,
+# default target/release/skiff; --build builds it first).
+#
+# Benchmarks, each iteration self-contained with a fresh container id:
+#   run   : `<rt> run --bundle B ID` of /bin/true
+#   cycle : `<rt> create --bundle B ID`, `<rt> start ID`, `<rt> delete --force ID` (three processes)
+# Same config (made by `skiff spec`, else `runc spec`), same busybox rootfs, terminal false,
+# each runtime with its own --root.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
+
+runtimes="${RUNTIMES:-skiff runc crun}"
+runs="${RUNS:-50}"
+build=""
+while (($#)); do
+	case $1 in
+	--build) build=1 ;;
+	--runs) runs=$2; shift ;;
+	--runs=*) runs=${1#*=} ;;
+	--runtimes) runtimes=$2; shift ;;
+	--runtimes=*) runtimes=${1#*=} ;;
+	-h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+	*) echo "unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+need_root
+apt_install busybox-static hyperfine runc crun
+command -v python3 >/dev/null 2>&1 || apt_install python3-minimal
+
+skiff="${SKIFF:-$repo/target/release/skiff}"
+if [[ -n $build ]]; then
+	need_cargo
+	cargo build --release --bin skiff
+fi
+
+declare -A bin
+selected=()
+for rt in $runtimes; do
+	case $rt in
+	skiff) b=$skiff ;;
+	runc) b=$(command -v runc || echo /usr/sbin/runc) ;;
+	crun) b=$(command -v crun || echo /usr/bin/crun) ;;
+	*) b=$rt; rt=$(basename "$rt") ;;
+	esac
+	if [[ ! -x $b ]]; then
+		if [[ $rt == skiff ]]; then
+			echo "bench: skiff binary $b does not exist yet (run with --build, or set SKIFF=); skipping skiff" >&2
+		else
+			echo "bench: $rt not found at $b; skipping" >&2
+		fi
+		continue
+	fi
+	bin[$rt]=$b
+	selected+=("$rt")
+done
+((${#selected[@]})) || { echo "bench: no runtime to benchmark" >&2; exit 1; }
+
+# crun 1.8 refuses this hybrid cgroup host while hugetlb sits on cgroup2: give hugetlb a v1
+# hierarchy of its own.
+if [[ -n ${bin[crun]:-} && -d /sys/fs/cgroup/unified ]]; then
+	mkdir -p /sys/fs/cgroup/hugetlb 2>/dev/null || true
+	mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || true
+fi
+
+./hack/mkrootfs.sh
+work="$(mktemp -d /tmp/skiff-bench.XXXXXX)"
+chmod 755 "$work"
+cleanup() {
+	for rt in "${selected[@]}"; do
+		for id in $("${bin[$rt]}" --root "$work/root-$rt" list -q 2>/dev/null); do
+			"${bin[$rt]}" --root "$work/root-$rt" delete --force "$id" >/dev/null 2>&1 || true
+		done
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+bundle="$work/bundle"
+mkdir -p "$bundle"
+cp -a fixtures/busybox-rootfs "$bundle/rootfs"
+if [[ -n ${bin[skiff]:-} ]]; then spec_from=${bin[skiff]}; else spec_from=$(command -v runc); fi
+"$spec_from" spec --bundle "$bundle"
+python3 - "$bundle/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+echo "bench: bundle $bundle (config from $(basename "$spec_from") spec), runtimes: ${selected[*]}, $runs runs each"
+
+# hyperfine subtracts the bash startup; $SRANDOM is a builtin, so unique ids cost no extra process.
+run_cmds=() cycle_cmds=() names=()
+for rt in "${selected[@]}"; do
+	b=${bin[$rt]} r="$work/root-$rt"
+	names+=("$rt")
+	run_cmds+=("$b --root $r run --bundle $bundle b\$SRANDOM\$SRANDOM")
+	cycle_cmds+=("id=b\$SRANDOM\$SRANDOM; $b --root $r create --bundle $bundle \$id && $b --root $r start \$id && $b --root $r delete --force \$id")
+done
+
+hf() { # hf NAME CMDS...
+	local name=$1; shift
+	local args=() i=0
+	for c in "$@"; do
+		args+=(-n "${names[$i]}" "$c")
+		i=$((i + 1))
+	done
+	hyperfine --shell=bash --warmup 5 --runs "$runs" --export-json "$work/$name.json" "${args[@]}"
+}
+hf run "${run_cmds[@]}"
+hf cycle "${cycle_cmds[@]}"
+
+python3 - "$work/run.json" "$work/cycle.json" <<'PY'
+import json, sys
+benches = [("run", sys.argv[1]), ("create+start+delete", sys.argv[2])]
+med = {b: {r["command"]: r["median"] * 1000 for r in json.load(open(p))["results"]} for b, p in benches}
+names = list(med["run"].keys())
+refs = [r for r in ("crun", "runc") if r in names]
+print()
+print("Medians in ms; ratio = this runtime's median / the reference's (below 1 is faster).")
+head = f"{'runtime':<10}"
+for b, _ in benches:
+    head += f"{b:>22}" + "".join(f"{'/' + r:>8}" for r in refs)
+print(head)
+for n in names:
+    row = f"{n:<10}"
+    for b, _ in benches:
+        row += f"{med[b][n]:>22.2f}" + "".join(f"{med[b][n] / med[b][r]:>8.2f}" for r in refs)
+    print(row)
+PY

@@ -1,0 +1,39 @@
+# Shared helpers for hack/*.sh (sourced, not run).
+
+# need_root: the scripts create namespaces, mounts and cgroups.
+need_root() {
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "$(basename "$0"): must run as root" >&2
+		exit 1
+	fi
+}
+
+# apt_install PKG...: install the Debian packages that are missing; `apt-get update` at most once.
+_apt_updated=""
+apt_install() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	echo "installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-get install -y -q "${missing[@]}" >/dev/null 2>&1; then
+		if [[ -z $_apt_updated ]]; then
+			apt-get update -q >/dev/null
+			_apt_updated=1
+		fi
+		apt-get install -y -q "${missing[@]}" >/dev/null
+	fi
+}
+
+# need_cargo: Rust comes from rustup (Debian 12's rustc is too old for the dependencies).
+need_cargo() {
+	if ! command -v cargo >/dev/null 2>&1 && [[ -x $HOME/.cargo/bin/cargo ]]; then
+		export PATH="$HOME/.cargo/bin:$PATH"
+	fi
+	if ! command -v cargo >/dev/null 2>&1; then
+		echo "cargo not found: install Rust first (https://rustup.rs)" >&2
+		exit 1
+	fi
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run every test: unit tests and the end-to-end integration suite. Needs root.
+#
+#   hack/test.sh [extra cargo test args...]
+#
+# SKIFF_TEST_RUNTIME=/usr/sbin/runc hack/test.sh runs the integration suite against runc.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
+
+need_root
+need_cargo
+# busybox-static for the rootfs fixture.
+apt_install busybox-static
+
+./hack/mkrootfs.sh "${SKIFF_TEST_ROOTFS:-$repo/fixtures/busybox-rootfs}"
+
+start=$(date +%s)
+cargo build --all-targets
+# --no-fail-fast: report every failing test binary, still exit non-zero if any failed.
+cargo test --no-fail-fast "$@"
+echo "hack/test.sh: all tests passed in $(($(date +%s) - start))s"

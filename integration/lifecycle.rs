@@ -1,0 +1,281 @@
+//! create / start / kill / delete / run and their exit codes.
+
+use crate::common::*;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[test]
+fn create_waits_for_start() {
+    let mut c = Ctx::new("create_waits");
+    c.sh_args("echo started-$((40+2)); exec sleep 60");
+    let pid = c.create_ok();
+
+    // The pid file: decimal init pid, no trailing newline, equal to state.pid.
+    let raw = fs::read_to_string(c.pid_file(&c.id)).unwrap();
+    assert!(
+        !raw.ends_with('\n'),
+        "pid file has a trailing newline: {raw:?}"
+    );
+    let st = c.state_json(&c.id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(
+        st["pid"].as_i64(),
+        Some(pid as i64),
+        "state pid vs pid file"
+    );
+    assert!(
+        proc_state(pid).is_some(),
+        "init {pid} not alive on the host"
+    );
+
+    // Until start, the user process must not run.
+    std::thread::sleep(Duration::from_millis(150));
+    let early = fs::read_to_string(c.out_file(&c.id)).unwrap_or_default();
+    assert!(
+        !early.contains("started-42"),
+        "process ran before start: {early}"
+    );
+    assert_eq!(c.status(&c.id), "created");
+
+    c.start().ok();
+    c.wait_output(&c.id, "started-42");
+    assert_eq!(c.status(&c.id), "running");
+    assert_eq!(c.state_json(&c.id)["pid"].as_i64(), Some(pid as i64));
+
+    c.kill_id(&c.id, "KILL").ok();
+    c.wait_status(&c.id, "stopped");
+    c.delete_id(&c.id, false).ok();
+    assert!(!c.root.join(&c.id).exists(), "state dir survives delete");
+    c.state_id(&c.id)
+        .fails_with("container does not exist", Some("does not exist"));
+}
+
+#[test]
+fn start_twice_fails() {
+    let mut c = Ctx::new("start_twice");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    c.start().fails();
+    assert_eq!(c.status(&c.id), "running");
+}
+
+#[test]
+fn start_after_init_died_fails() {
+    let mut c = Ctx::new("start_dead");
+    c.set_args(&["sleep", "60"]);
+    let pid = c.create_ok();
+    // SAFETY: pid is the init we just created (checked alive via its pid file).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for(Duration::from_secs(5), "init to die", || {
+        (!matches!(
+            proc_state(pid),
+            Some('R') | Some('S') | Some('D') | Some('T')
+        ))
+        .then_some(())
+    });
+    c.start().fails();
+}
+
+#[test]
+fn delete_running_needs_force() {
+    let mut c = Ctx::new("delete_running");
+    c.set_args(&["sleep", "60"]);
+    let pid = c.create_ok();
+    c.start().ok();
+    c.delete_id(&c.id, false).fails();
+    assert_eq!(
+        c.status(&c.id),
+        "running",
+        "failed delete changed the container"
+    );
+    assert!(proc_state(pid).is_some());
+    c.delete_id(&c.id, true).ok();
+    c.assert_clean();
+}
+
+#[test]
+fn delete_created_without_force() {
+    let mut c = Ctx::new("delete_created");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.delete_id(&c.id, false).ok();
+    c.assert_clean();
+}
+
+#[test]
+fn run_returns_exit_code() {
+    let mut c = Ctx::new("run_exit");
+    let out = c.run_sh("echo out-marker; echo err-marker >&2; exit 3");
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stdout.contains("out-marker"),
+        "container stdout not passed: {out:?}"
+    );
+    assert!(
+        out.stderr.contains("err-marker"),
+        "container stderr not passed: {out:?}"
+    );
+    // Without --keep, run removes the container.
+    assert!(!c.root.join(&c.id).exists());
+    c.state_id(&c.id).fails();
+}
+
+#[test]
+fn run_passes_stdin() {
+    let mut c = Ctx::new("run_stdin");
+    let input = c.path("input");
+    fs::write(&input, "hello-from-stdin\n").unwrap();
+    c.set_args(&["cat"]);
+    let id = c.id.clone();
+    let out = c.run_with(&id, &[], |cmd| {
+        cmd.stdin(fs::File::open(&input).unwrap());
+    });
+    out.ok();
+    assert_eq!(out.stdout, "hello-from-stdin\n");
+}
+
+#[test]
+fn run_killed_by_signal_is_128_plus_n() {
+    let mut c = Ctx::new("run_sigkill");
+    c.set_args(&["sleep", "60"]);
+    c.write_spec();
+    c.track(&c.id);
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let mut child = c
+        .command(&["run", "--bundle", &bundle, &c.id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "container running", || {
+        let o = c.state_id(&c.id);
+        (o.code == 0 && o.stdout.contains("\"running\"")).then_some(())
+    });
+    c.kill_id(&c.id, "KILL").ok();
+    let st = wait_for(Duration::from_secs(10), "run to exit", || {
+        child.try_wait().unwrap()
+    });
+    assert_eq!(st.code(), Some(137), "run after SIGKILL: {st:?}");
+}
+
+#[test]
+fn run_detach() {
+    let mut c = Ctx::new("run_detach");
+    c.set_args(&["sleep", "60"]);
+    c.write_spec();
+    c.track(&c.id);
+    let pid_file = c.pid_file(&c.id);
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let args = [
+        "run",
+        "-d",
+        "--bundle",
+        &bundle,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &c.id,
+    ];
+    let out = c.exec_cmd(c.command(&args), &c.out_file(&c.id), &c.err_file(&c.id));
+    out.ok();
+    let pid = c.read_pid_file(&c.id).expect("pid file");
+    c.track_pid(pid);
+    let st = c.state_json(&c.id);
+    assert_eq!(st["status"], "running");
+    assert_eq!(st["pid"].as_i64(), Some(pid as i64));
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/exe"))
+            .unwrap()
+            .file_name()
+            .unwrap(),
+        "busybox"
+    );
+    // --detach is the long form.
+    let id2 = c.new_id();
+    c.track(&id2);
+    let args = ["run", "--detach", "--bundle", &bundle, &id2];
+    c.exec_cmd(c.command(&args), &c.out_file(&id2), &c.err_file(&id2))
+        .ok();
+    assert_eq!(c.status(&id2), "running");
+}
+
+#[test]
+fn run_keep() {
+    let mut c = Ctx::new("run_keep");
+    c.sh_args("exit 4");
+    let id = c.id.clone();
+    let out = c.run_id(&id, &["--keep"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    let st = c.state_json(&id);
+    assert_eq!(st["status"], "stopped");
+    c.delete_id(&id, false).ok();
+    c.assert_clean();
+}
+
+#[test]
+fn kill_signal_forms() {
+    let mut c = Ctx::new("kill_forms");
+    c.set_args(&["sleep", "60"]);
+    for sig in ["9", "KILL", "SIGKILL"] {
+        let id = c.new_id();
+        c.create_id(&id, &[]).ok();
+        c.start_id(&id).ok();
+        assert_eq!(c.status(&id), "running");
+        c.kill_id(&id, sig).ok();
+        c.wait_status(&id, "stopped");
+    }
+}
+
+#[test]
+fn kill_default_is_sigterm() {
+    let mut c = Ctx::new("kill_term");
+    // PID 1 only gets signals it handles: the trap proves SIGTERM arrived.
+    c.sh_args("trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done");
+    c.create_ok();
+    c.start().ok();
+    c.wait_output(&c.id, "ready");
+    c.rt(&["kill", &c.id]).ok();
+    c.wait_output(&c.id, "got-term");
+    c.wait_status(&c.id, "stopped");
+}
+
+#[test]
+fn kill_created_container() {
+    let mut c = Ctx::new("kill_created");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.kill_id(&c.id, "KILL").ok();
+    c.wait_status(&c.id, "stopped");
+}
+
+#[test]
+fn no_pivot() {
+    let mut c = Ctx::new("no_pivot");
+    c.sh_args("cat /etc/hostname; ls /");
+    let id = c.id.clone();
+    let out = c.run_id(&id, &["--no-pivot"]);
+    out.ok();
+    // The container sees its own rootfs as /, not the host's.
+    assert!(out.stdout.starts_with("skiff\n"), "{out:?}");
+    assert!(
+        out.stdout.contains("busybox") || out.stdout.contains("bin"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn version_three_lines() {
+    let out = Command::new(runtime()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    assert!(lines[0].contains(" version "), "{text}");
+    assert!(lines[1].starts_with("commit: "), "{text}");
+    assert!(lines[2].starts_with("spec: 1."), "{text}");
+    if is_skiff() {
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("skiff version "), "{text}");
+    }
+}
