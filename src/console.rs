@@ -44,6 +44,7 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
     }
 
     let peer = open_peer(&master)?;
+    bind_dev_console(&master)?;
 
     // SAFETY: setsid has no arguments; the init is not a group leader.
     if unsafe { libc::setsid() } < 0 {
@@ -92,6 +93,40 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
         .map_err(|e| Error::sys("send pty master over console socket (sendmsg)", e))?;
     drop(master);
     Ok(())
+}
+
+/// Make /dev/console the container's pty, as runc does: programs that
+/// write to the console (init systems, getty) reach the terminal. The
+/// target is created without following symlinks, so the rootfs cannot aim
+/// the bind mount at another file.
+fn bind_dev_console(master: &OwnedFd) -> Result<()> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int to a valid pointer.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) } != 0 {
+        return Err(ioctl_err("ptsname (ioctl TIOCGPTN)"));
+    }
+    // SAFETY: literal path; O_NOFOLLOW refuses a symlink planted at /dev/console.
+    let fd = unsafe {
+        libc::open(
+            c"/dev/console".as_ptr(),
+            libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_RDONLY | libc::O_NOCTTY,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::sys_path("create", "/dev/console", Errno::last()));
+    }
+    // SAFETY: just opened; closing our own fd.
+    unsafe { libc::close(fd) };
+    let source = format!("/dev/pts/{n}");
+    nix::mount::mount(
+        Some(source.as_str()),
+        "/dev/console",
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys_path(format!("bind {source} to"), "/dev/console", e))
 }
 
 /// The pts peer of `master`: TIOCGPTPEER (Linux 4.13+) opens it without a
@@ -358,6 +393,21 @@ mod tests {
     fn setup_console_in_child() {
         let (a, b) = pair();
         let code = in_child(|| {
+            // setup_console bind-mounts over /dev/console: keep that off the host.
+            // SAFETY: unshare/mount with plain flags in a forked test child.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return 5;
+                }
+            }
             if let Err(e) = setup_console(a.as_fd(), Some((33, 120))) {
                 eprintln!("{e}");
                 return 2;

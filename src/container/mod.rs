@@ -27,7 +27,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         Status::Created => {}
         Status::Stopped => {
             return Err(Error::msg(format!(
-                "cannot start a container that has stopped: {id}"
+                "container not running: {id} has stopped and cannot be started"
             )))
         }
         other => {
