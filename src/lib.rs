@@ -17,6 +17,7 @@ pub mod container;
 pub mod exec;
 pub mod hooks;
 pub mod logging;
+pub mod lsm;
 pub mod namespaces;
 pub mod process;
 pub mod rlimits;

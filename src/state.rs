@@ -44,6 +44,9 @@ pub struct ContainerState {
     pub poststart_hooks: Vec<Hook>,
     #[serde(default)]
     pub poststop_hooks: Vec<Hook>,
+    /// config.json's process: the defaults for `exec`.
+    #[serde(default)]
+    pub process: Option<oci_spec::runtime::Process>,
     /// The init has its own pid namespace (so signalling "all" is killing the init).
     #[serde(default)]
     pub own_pid_ns: bool,
@@ -363,6 +366,7 @@ mod tests {
             poststart_hooks: vec![],
             poststop_hooks: vec![],
             own_pid_ns: true,
+            process: None,
         };
         let _l = store.lock("c1").unwrap();
         store.save(&st).unwrap();

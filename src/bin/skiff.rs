@@ -60,6 +60,65 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// Path to a process.json (runtime-spec Process); "-" reads stdin
+    #[arg(short = 'p', long, value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Detach from the process
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Working directory in the container
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// UID[:GID] to run as
+    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// Additional group ids (repeatable, or comma-separated)
+    #[arg(
+        short = 'g',
+        long = "additional-gids",
+        value_name = "GID",
+        value_delimiter = ','
+    )]
+    additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(short = 'c', long = "cap", value_name = "CAP")]
+    cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// AppArmor profile for the process
+    #[arg(long, value_name = "PROFILE")]
+    apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long = "process-label", value_name = "LABEL")]
+    process_label: Option<String>,
+    /// Pass N extra fds (3 .. 3+N-1) to the process
+    #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
+    preserve_fds: u32,
+    /// Write the host pid of the process to this file
+    #[arg(long = "pid-file", value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to receive the pty master
+    #[arg(long = "console-socket", value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    /// Exec even when the container is paused
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Container id
+    id: String,
+    /// Command and arguments (unless --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container from a bundle; it waits for `start`
@@ -92,6 +151,8 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a new process in a running container
+    Exec(ExecArgs),
     /// List containers
     List {
         /// table or json
@@ -132,9 +193,20 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("format", true),
     ("quiet", false),
     ("rootless", false),
+    ("process", true),
+    ("tty", false),
+    ("cwd", true),
+    ("env", true),
+    ("user", true),
+    ("additional-gids", true),
+    ("cap", true),
+    ("no-new-privs", false),
+    ("apparmor", true),
+    ("process-label", true),
+    ("ignore-paused", false),
     ("help", false),
 ];
-const SHORT_WITH_VALUE: &[&str] = &["-b", "-f"];
+const SHORT_WITH_VALUE: &[&str] = &["-b", "-f", "-p", "-e", "-u", "-g", "-c"];
 
 fn normalize_args(args: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
@@ -279,6 +351,14 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
             detach,
             keep,
         } => run(store, &create, detach, keep),
+        Command::Exec(args) => match exec(store, args) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                // runc-compat: exec's own errors exit 255.
+                logging::report_error(&e.to_string());
+                Ok(255)
+            }
+        },
         Command::List { format, quiet } => {
             list(store, &format, quiet)?;
             Ok(0)
@@ -317,6 +397,54 @@ fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8>
     if !keep {
         container::delete(store, id, true)?;
     }
+    Ok(code.clamp(0, 255) as u8)
+}
+
+fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
+    use skiff::container::exec::{self, ExecOptions, ExecOverrides};
+    let mut process = match &args.process {
+        Some(file) => exec::process_from_file(file)?,
+        None => {
+            let st = store.load(&args.id)?;
+            let base = st.process.ok_or_else(|| {
+                Error::msg(format!(
+                    "container {}: no process config in its state",
+                    args.id
+                ))
+            })?;
+            exec::process_from_overrides(
+                &base,
+                &ExecOverrides {
+                    args: args.command.clone(),
+                    tty: args.tty,
+                    cwd: args.cwd.clone(),
+                    env: args.env.clone(),
+                    user: args.user.clone(),
+                    additional_gids: args.additional_gids.clone(),
+                    caps: args.cap.clone(),
+                    no_new_privs: args.no_new_privs,
+                },
+            )?
+        }
+    };
+    if let Some(p) = &args.apparmor {
+        process.set_apparmor_profile(Some(p.clone()));
+    }
+    if let Some(l) = &args.process_label {
+        process.set_selinux_label(Some(l.clone()));
+    }
+    let code = exec::exec(
+        store,
+        &ExecOptions {
+            id: args.id.clone(),
+            process,
+            detach: args.detach,
+            pid_file: args.pid_file.clone(),
+            console_socket: args.console_socket.clone(),
+            preserve_fds: args.preserve_fds,
+            ignore_paused: args.ignore_paused,
+        },
+    )?;
     Ok(code.clamp(0, 255) as u8)
 }
 

@@ -129,6 +129,18 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // SAFETY: skiff is single-threaded; the child ends in init::run, which
     // never returns (it execs or _exits).
     let forked = unsafe { spawn::clone_fork(plan.namespaces.clone_flags(), None) };
+    let forked = match forked {
+        Ok(Forked::Child) => init::run(init::InitArgs {
+            plan: &plan,
+            channel: &init_end,
+            start_listener: listener.as_raw_fd(),
+            console: console_for_init,
+            ns_files: &ns_files,
+            close_fds: &[lock.raw_fd(), parent_end.raw_fd()],
+        }),
+        other => other,
+    };
+    // Only the parent gets here: return to our own pid namespace for later children.
     if let Some(own) = &own_pid_ns {
         namespaces::join_fd(
             own.as_fd(),
@@ -137,14 +149,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         )?;
     }
     let (mut pid, pidfd) = match forked? {
-        Forked::Child => init::run(init::InitArgs {
-            plan: &plan,
-            channel: &init_end,
-            start_listener: listener.as_raw_fd(),
-            console: console_for_init,
-            ns_files: &ns_files,
-            close_fds: &[lock.raw_fd(), parent_end.raw_fd()],
-        }),
+        Forked::Child => unreachable!("the child never returns from init::run"),
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     cleanup.init = Some((pid, pidfd));
@@ -207,6 +212,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         poststart_hooks: plan.hooks.poststart.clone(),
         poststop_hooks: plan.hooks.poststop.clone(),
         own_pid_ns: plan.namespaces.pid != Disposition::Host,
+        process: spec.process().clone(),
     };
     store.save(&st)?;
 

@@ -171,6 +171,7 @@ pub fn prepare_process(p: &ProcessPlan) -> Result<(PathBuf, Vec<String>)> {
     capabilities::apply_final(&p.capabilities)?;
     nix::unistd::chdir(&p.cwd).map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
     exec::prepare_fds(p.extra_fds)?;
+    crate::lsm::apply(p.apparmor_profile.as_deref(), p.selinux_label.as_deref())?;
     Ok((program, env))
 }
 

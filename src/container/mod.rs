@@ -1,6 +1,7 @@
 //! The container lifecycle: create, start, kill, delete, state, list, run.
 
 pub mod create;
+pub mod exec;
 pub mod init;
 pub mod plan;
 

@@ -39,6 +39,8 @@ pub struct ProcessPlan {
     pub oom_score_adj: Option<i32>,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
+    pub apparmor_profile: Option<String>,
+    pub selinux_label: Option<String>,
     /// fds 3.. kept open for the process: LISTEN_FDS first, then --preserve-fds.
     pub extra_fds: u32,
 }
@@ -195,6 +197,11 @@ pub fn process_plan(
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
+    crate::lsm::check(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+        "process",
+    )?;
     let terminal = process.terminal().unwrap_or(false);
     if terminal && !wiring.console_socket && !wiring.attach {
         return Err(Error::msg(
@@ -244,6 +251,8 @@ pub fn process_plan(
         oom_score_adj: process.oom_score_adj(),
         terminal,
         console_size,
+        apparmor_profile: process.apparmor_profile().clone(),
+        selinux_label: process.selinux_label().clone(),
         extra_fds: listen_fds + preserve_fds,
     })
 }

@@ -1,0 +1,419 @@
+//! `exec`: run another process in a running container.
+//!
+//! The new process joins the init's namespaces through its pidfd: one
+//! `setns(pidfd, flags)` enters them all at once, in the kernel's own safe
+//! order (user first), and the pidfd pins the init so a reused pid can never
+//! send us into a stranger's namespaces. Only namespaces that differ from
+//! ours are joined (joining one's own user namespace is an error). The pid
+//! namespace applies to children only, so the parent enters it for the
+//! clone and returns to its own right after.
+//!
+//! Success is seen as end-of-file on the sync channel: the channel is
+//! close-on-exec, so it closes exactly when exec succeeds; a failure is a
+//! message before that.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use oci_spec::runtime::Process;
+
+use crate::container::init::prepare_process;
+use crate::container::plan::{process_plan, TerminalWiring};
+use crate::error::{Context, Error, Result};
+use crate::spawn::{self, Forked};
+use crate::state::{self, Status, Store};
+use crate::sync::{Channel, ToParent};
+
+pub struct ExecOptions {
+    pub id: String,
+    pub process: Process,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+/// Namespace types in `setns(pidfd, ...)` flag form with their /proc names.
+const NAMESPACES: [(&str, libc::c_int); 8] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("mnt", libc::CLONE_NEWNS),
+    ("pid", libc::CLONE_NEWPID),
+    ("net", libc::CLONE_NEWNET),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+];
+
+/// The namespaces of `pid` that are not ours.
+fn differing_namespaces(pid: i32) -> Result<libc::c_int> {
+    let mut flags = 0;
+    for (name, flag) in NAMESPACES {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
+            continue; // a kernel without this namespace type
+        };
+        if t.ino() != o.ino() || t.dev() != o.dev() {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
+}
+
+fn setns_pidfd(pidfd: BorrowedFd<'_>, flags: libc::c_int, what: &str) -> Result<()> {
+    if flags == 0 {
+        return Ok(());
+    }
+    // SAFETY: setns on a valid pidfd with namespace flags; single-threaded.
+    if unsafe { libc::setns(pidfd.as_raw_fd(), flags) } < 0 {
+        return Err(Error::sys(
+            format!("setns {what} ({flags:#x})"),
+            Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// Returns the exit code to leave with: the process's own in the
+/// foreground, 0 when detached.
+pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
+    let st = store.load(&opts.id)?;
+    match store.status(&st) {
+        Status::Stopped => return Err(Error::NotRunning(opts.id.clone())),
+        Status::Paused if !opts.ignore_paused => {
+            return Err(Error::msg(format!(
+                "container {} is paused: resume it or pass --ignore-paused",
+                opts.id
+            )))
+        }
+        _ => {}
+    }
+    let attach = !opts.detach && opts.console_socket.is_none();
+    let plan = process_plan(
+        &opts.process,
+        TerminalWiring {
+            console_socket: opts.console_socket.is_some(),
+            attach,
+        },
+        opts.preserve_fds,
+    )?;
+    let init_pidfd = state::open_init(&st)?;
+    let ns_flags = differing_namespaces(st.pid)?;
+
+    let console_socket = match &opts.console_socket {
+        Some(path) => Some(crate::console::connect_console_socket(path)?),
+        None => None,
+    };
+    let pair = if plan.terminal && console_socket.is_none() {
+        let (a, b) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::io("socketpair for the console", "", e))?;
+        Some((OwnedFd::from(a), OwnedFd::from(b)))
+    } else {
+        None
+    };
+    let console_for_child: Option<RawFd> = console_socket
+        .as_ref()
+        .map(|s| s.as_raw_fd())
+        .or_else(|| pair.as_ref().map(|(_, theirs)| theirs.as_raw_fd()));
+
+    let (parent_end, child_end) = Channel::pair()?;
+
+    let own_pid_ns = if ns_flags & libc::CLONE_NEWPID != 0 {
+        let own = std::fs::File::open("/proc/self/ns/pid")
+            .map_err(|e| Error::io("open", "/proc/self/ns/pid", e))?;
+        setns_pidfd(init_pidfd.as_fd(), libc::CLONE_NEWPID, "pid namespace")?;
+        Some(own)
+    } else {
+        None
+    };
+    // SAFETY: single-threaded; the child ends in exec or _exit (child_main never returns).
+    let forked = unsafe { spawn::clone_fork(0, None) }?;
+    let (pid, pidfd) = match forked {
+        Forked::Child => child_main(
+            &child_end,
+            init_pidfd.as_fd(),
+            ns_flags & !libc::CLONE_NEWPID,
+            &plan,
+            console_for_child,
+        ),
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    if let Some(own) = &own_pid_ns {
+        // SAFETY: setns back into our own pid namespace (for future children).
+        if unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) } < 0 {
+            return Err(Error::sys("setns back to own pid namespace", Errno::last()));
+        }
+    }
+    drop(child_end);
+    let ours = pair.map(|(ours, theirs)| {
+        drop(theirs);
+        ours
+    });
+    drop(console_socket);
+    let pidfd = match pidfd {
+        Some(fd) => fd,
+        None => spawn::pidfd_open(pid)?,
+    };
+    let outcome = (|| -> Result<()> {
+        match parent_end.recv::<ToParent>()? {
+            Some(ToParent::Ready) => {}
+            other => return Err(child_failed(other, pid)),
+        }
+        match parent_end.recv::<ToParent>()? {
+            None => Ok(()), // exec closed the channel
+            other => Err(child_failed(other, pid)),
+        }
+    })();
+    if let Err(e) = outcome {
+        let _ = spawn::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = spawn::wait_exit_code(pid);
+        return Err(e);
+    }
+    let master = match ours {
+        Some(ours) => Some(crate::console::recv_master(ours.as_fd())?),
+        None => None,
+    };
+    if let Some(path) = &opts.pid_file {
+        crate::container::write_pid_file(path, pid)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    match master {
+        Some(m) => {
+            crate::tty::relay(m, pidfd.as_fd())?;
+            spawn::wait_exit_code(pid)
+        }
+        None => crate::tty::forward_signals_and_wait(pid, pidfd.as_fd()),
+    }
+}
+
+fn child_failed(msg: Option<ToParent>, pid: i32) -> Error {
+    match msg {
+        Some(ToParent::Failed(text)) => Error::msg(text),
+        Some(other) => Error::msg(format!("sync: unexpected message: {other:?}")),
+        None => Error::msg(format!("exec process (pid {pid}) exited during setup")),
+    }
+}
+
+fn child_main(
+    channel: &Channel,
+    init_pidfd: BorrowedFd<'_>,
+    ns_flags: libc::c_int,
+    plan: &crate::container::plan::ProcessPlan,
+    console: Option<RawFd>,
+) -> ! {
+    let result = (|| -> Result<std::convert::Infallible> {
+        // SAFETY: an empty, initialised sigset.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        }
+        setns_pidfd(init_pidfd, ns_flags, "into the container's namespaces")?;
+        if let Some(fd) = console {
+            // SAFETY: the fd stays open in this process until we close it below.
+            let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+            crate::console::setup_console(sock, plan.console_size).context("set up the console")?;
+            // SAFETY: closing our own copy after use.
+            unsafe { libc::close(fd) };
+        }
+        let (program, env) = prepare_process(plan)?;
+        channel.send(&ToParent::Ready)?;
+        Err(crate::exec::exec(&program, &plan.args, &env))
+    })();
+    let err = match result {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = channel.send(&ToParent::Failed(err.to_string()));
+    // SAFETY: leave the forked child without running the parent's destructors.
+    unsafe { libc::_exit(255) }
+}
+
+/// `exec CMD ARGS` by hand: the container's own process config with the
+/// command line's changes, the way runc builds it.
+pub struct ExecOverrides {
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+}
+
+pub fn process_from_overrides(base: &Process, o: &ExecOverrides) -> Result<Process> {
+    let mut p = base.clone();
+    if o.args.is_empty() {
+        return Err(Error::msg("exec: a command to run is required"));
+    }
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    p.set_console_size(None);
+    if let Some(cwd) = &o.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &o.env {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(if kv.contains('=') {
+            kv.clone()
+        } else {
+            // `-e KEY` takes the value from skiff's own environment, like docker.
+            format!("{key}={}", std::env::var(key).unwrap_or_default())
+        });
+    }
+    p.set_env(Some(env));
+    if let Some(u) = &o.user {
+        let (uid, gid) = parse_user(u)?;
+        let mut user = p.user().clone();
+        user.set_uid(uid);
+        user.set_gid(gid.unwrap_or(user.gid()));
+        p.set_user(user);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(o.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &o.caps {
+            let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+                name.to_ascii_uppercase()
+            } else {
+                format!("CAP_{}", name.to_ascii_uppercase())
+            };
+            let cap: oci_spec::runtime::Capability =
+                serde_json::from_value(serde_json::json!(full))
+                    .map_err(|_| Error::config("--cap", format!("unknown capability {name:?}")))?;
+            // runc adds an --cap to every set but the inheritable one, and
+            // the ambient set needs it in inheritable too.
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            let (b, e, pm, a, i) = (
+                add(caps.bounding()),
+                add(caps.effective()),
+                add(caps.permitted()),
+                add(caps.ambient()),
+                add(caps.inheritable()),
+            );
+            caps.set_bounding(b);
+            caps.set_effective(e);
+            caps.set_permitted(pm);
+            caps.set_ambient(a);
+            caps.set_inheritable(i);
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+/// `UID[:GID]`, numeric as runc takes them.
+pub fn parse_user(text: &str) -> Result<(u32, Option<u32>)> {
+    let bad = || Error::config("--user", format!("{text:?} is not UID[:GID]"));
+    let (u, g) = match text.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (text, None),
+    };
+    let uid = u.parse().map_err(|_| bad())?;
+    let gid = match g {
+        Some(g) => Some(g.parse().map_err(|_| bad())?),
+        None => None,
+    };
+    Ok((uid, gid))
+}
+
+/// Read `--process FILE` (or `-` for stdin).
+pub fn process_from_file(path: &Path) -> Result<Process> {
+    let bytes = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| Error::io("read", "stdin", e))?;
+        buf
+    } else {
+        std::fs::read(path).map_err(|e| Error::io("read --process", path, e))?
+    };
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        Error::msg(format!(
+            "{}: invalid process: {}: {}",
+            path.display(),
+            e.path(),
+            e.inner()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Process {
+        serde_json::from_str(
+            r#"{"user":{"uid":0,"gid":0},"args":["sh"],"env":["PATH=/bin","A=1"],"cwd":"/",
+                "capabilities":{"bounding":["CAP_KILL"],"effective":["CAP_KILL"],"permitted":["CAP_KILL"]}}"#,
+        )
+        .unwrap()
+    }
+
+    fn overrides() -> ExecOverrides {
+        ExecOverrides {
+            args: vec!["ls".into(), "-l".into()],
+            tty: false,
+            cwd: Some("/tmp".into()),
+            env: vec!["A=2".into(), "B=3".into()],
+            user: Some("1000:100".into()),
+            additional_gids: vec![5, 6],
+            caps: vec!["net_admin".into()],
+            no_new_privs: true,
+        }
+    }
+
+    #[test]
+    fn overrides_apply_like_runc() {
+        let p = process_from_overrides(&base(), &overrides()).unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["ls", "-l"]);
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!(p.env().as_ref().unwrap(), &["PATH=/bin", "A=2", "B=3"]);
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
+        assert_eq!(p.user().additional_gids().as_ref().unwrap(), &[5, 6]);
+        let caps = p.capabilities().as_ref().unwrap();
+        assert!(caps
+            .ambient()
+            .as_ref()
+            .unwrap()
+            .contains(&oci_spec::runtime::Capability::NetAdmin));
+        assert_eq!(p.no_new_privileges(), Some(true));
+    }
+
+    #[test]
+    fn bad_user_and_cap_name_the_flag() {
+        let mut o = overrides();
+        o.user = Some("root".into());
+        let e = process_from_overrides(&base(), &o).unwrap_err().to_string();
+        assert!(e.starts_with("--user"), "{e}");
+        let mut o = overrides();
+        o.caps = vec!["CAP_NOPE".into()];
+        let e = process_from_overrides(&base(), &o).unwrap_err().to_string();
+        assert!(e.starts_with("--cap") && e.contains("CAP_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn namespaces_of_self_do_not_differ() {
+        assert_eq!(differing_namespaces(std::process::id() as i32).unwrap(), 0);
+    }
+}
