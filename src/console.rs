@@ -172,12 +172,22 @@ const MANY_FD_SPACE: usize = 64; // room to notice (and close) extra fds
 
 /// One sendmsg: data MASTER_NAME, one SCM_RIGHTS cmsg with one fd.
 fn send_fd(socket: BorrowedFd<'_>, fd: RawFd) -> std::result::Result<(), Errno> {
+    send_named_fd(socket, fd, MASTER_NAME)
+}
+
+/// One sendmsg whose data is `name` and whose ancillary data is exactly one
+/// SCM_RIGHTS cmsg carrying `fd` (the protocol of runc's console and pidfd sockets).
+pub fn send_named_fd(
+    socket: BorrowedFd<'_>,
+    fd: RawFd,
+    name: &[u8],
+) -> std::result::Result<(), Errno> {
     let mut buf = CmsgBuf::<ONE_FD_SPACE> {
         bytes: [0; ONE_FD_SPACE],
     };
     let mut iov = libc::iovec {
-        iov_base: MASTER_NAME.as_ptr() as *mut libc::c_void,
-        iov_len: MASTER_NAME.len(),
+        iov_base: name.as_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
     };
     // SAFETY: msghdr is plain data; zeroed is a valid "empty" value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };

@@ -47,6 +47,9 @@ struct CreateArgs {
     /// Write the host pid of the container's init to this file
     #[arg(long = "pid-file", value_name = "PATH")]
     pid_file: Option<PathBuf>,
+    /// Unix socket to receive a pidfd of the container's init
+    #[arg(long = "pidfd-socket", value_name = "PATH")]
+    pidfd_socket: Option<PathBuf>,
     /// Use MS_MOVE and chroot instead of pivot_root (for ramfs roots)
     #[arg(long = "no-pivot")]
     no_pivot: bool,
@@ -183,6 +186,7 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("version", false),
     ("bundle", true),
     ("console-socket", true),
+    ("pidfd-socket", true),
     ("pid-file", true),
     ("no-pivot", false),
     ("no-new-keyring", false),
@@ -314,6 +318,7 @@ fn create_options(args: &CreateArgs, attach_terminal: bool) -> Result<CreateOpti
         bundle: skiff::config::absolute_bundle(&bundle)?,
         pid_file: args.pid_file.clone(),
         console_socket: args.console_socket.clone(),
+        pidfd_socket: args.pidfd_socket.clone(),
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,

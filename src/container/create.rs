@@ -73,6 +73,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         Some(path) => Some(crate::console::connect_console_socket(path)?),
         None => None,
     };
+    let pidfd_socket = match &opts.pidfd_socket {
+        Some(path) => Some(crate::console::connect_console_socket(path).context("--pidfd-socket")?),
+        None => None,
+    };
     let run_console = if plan.process.terminal && opts.console_socket.is_none() {
         Some(console_pair()?)
     } else {
@@ -220,14 +224,18 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         Some(ours) => Some(crate::console::recv_master(ours.as_fd())?),
         None => None,
     };
-    if let Some(path) = &opts.pid_file {
-        write_pid_file(path, pid)?;
-    }
-    let (_, pidfd) = cleanup.init.take().unwrap_or((pid, None));
-    let pidfd = match pidfd {
+    let pidfd = match cleanup.init.as_mut().and_then(|(_, fd)| fd.take()) {
         Some(fd) => fd,
         None => spawn::pidfd_open(pid)?,
     };
+    if let Some(sock) = &pidfd_socket {
+        crate::console::send_named_fd(sock.as_fd(), pidfd.as_raw_fd(), plan.id.as_bytes())
+            .map_err(|e| Error::sys("send the init's pidfd over --pidfd-socket", e))?;
+    }
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    cleanup.init = None;
     cleanup.armed = false;
     drop(lock);
     Ok(Launched {
