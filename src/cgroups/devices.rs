@@ -260,15 +260,16 @@ impl DeviceState {
 
     /// The BPF_PROG_TYPE_CGROUP_DEVICE program for this state.
     pub fn bpf_program(&self) -> Vec<Insn> {
-        let mut p = Vec::new();
         // ctx = struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
         // with access_type = (access << 16) | type.
-        p.push(Insn::ldx_w(2, 1, 0));
-        p.push(Insn::alu32_imm(ALU_AND, 2, 0xffff));
-        p.push(Insn::ldx_w(3, 1, 0));
-        p.push(Insn::alu32_imm(ALU_RSH, 3, 16));
-        p.push(Insn::ldx_w(4, 1, 4));
-        p.push(Insn::ldx_w(5, 1, 8));
+        let mut p = vec![
+            Insn::ldx_w(2, 1, 0),
+            Insn::alu32_imm(ALU_AND, 2, 0xffff),
+            Insn::ldx_w(3, 1, 0),
+            Insn::alu32_imm(ALU_RSH, 3, 16),
+            Insn::ldx_w(4, 1, 4),
+            Insn::ldx_w(5, 1, 8),
+        ];
         for r in self.exceptions() {
             let mut block: Vec<Insn> = Vec::new();
             // Jumps are patched to the block's end once its length is known;
