@@ -11,10 +11,12 @@ pub mod error;
 
 pub use error::{Context, Error, Result};
 pub mod capabilities;
+pub mod cgroups;
 pub mod config;
 pub mod console;
 pub mod container;
 pub mod exec;
+pub mod features;
 pub mod hooks;
 pub mod logging;
 pub mod lsm;
