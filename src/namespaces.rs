@@ -13,6 +13,8 @@
 //!   be created after joining it, so the init `unshare`s them; a new pid
 //!   namespace then needs one more fork (the only case with an intermediate
 //!   process).
+//! - A new cgroup namespace is unshared by the init after the parent has
+//!   placed it in the container's cgroups, so its root is that cgroup.
 //! - The time namespace is always unshared by the init itself: its offsets
 //!   can only be written before any process lives in it, and `execve` moves
 //!   the init into it.
@@ -179,7 +181,7 @@ impl NamespacePlan {
         if matches!(self.user, Disposition::Join(_)) {
             return 0;
         }
-        self.new_types_except_time()
+        self.new_types_created_early()
             .fold(0, |acc, t| acc | clone_flag(t))
     }
 
@@ -189,7 +191,7 @@ impl NamespacePlan {
         if !matches!(self.user, Disposition::Join(_)) {
             return 0;
         }
-        self.new_types_except_time()
+        self.new_types_created_early()
             .filter(|t| *t != LinuxNamespaceType::Pid && *t != LinuxNamespaceType::User)
             .fold(0, |acc, t| acc | clone_flag(t))
     }
@@ -199,10 +201,15 @@ impl NamespacePlan {
         matches!(self.user, Disposition::Join(_)) && self.pid == Disposition::New
     }
 
-    fn new_types_except_time(&self) -> impl Iterator<Item = LinuxNamespaceType> + '_ {
-        JOIN_ORDER
-            .into_iter()
-            .filter(|t| *t != LinuxNamespaceType::Time && *self.get(*t) == Disposition::New)
+    /// New namespaces but time and cgroup: time is unshared by the init
+    /// (see the module comment), cgroup by the init once it sits in the
+    /// container's cgroups, so that the namespace is rooted there.
+    fn new_types_created_early(&self) -> impl Iterator<Item = LinuxNamespaceType> + '_ {
+        JOIN_ORDER.into_iter().filter(|t| {
+            *t != LinuxNamespaceType::Time
+                && *t != LinuxNamespaceType::Cgroup
+                && *self.get(*t) == Disposition::New
+        })
     }
 
     /// Namespaces to join by path, in join order.

@@ -47,6 +47,9 @@ pub struct ContainerState {
     /// config.json's process: the defaults for `exec`.
     #[serde(default)]
     pub process: Option<oci_spec::runtime::Process>,
+    /// The container's cgroup directories, resolved at create.
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroups::CgroupHandle>,
     /// The init has its own pid namespace (so signalling "all" is killing the init).
     #[serde(default)]
     pub own_pid_ns: bool,
@@ -231,7 +234,11 @@ impl Store {
         if self.dir(&state.id).join(START_SOCKET).exists() {
             return Status::Created;
         }
-        if is_frozen(state.pid) {
+        if state
+            .cgroup
+            .as_ref()
+            .is_some_and(|cg| cg.is_frozen().unwrap_or(false))
+        {
             return Status::Paused;
         }
         Status::Running
@@ -247,12 +254,6 @@ pub fn init_alive(state: &ContainerState) -> bool {
         Some((start, st)) => start == state.pid_start_time && st != 'Z' && st != 'X',
         None => false,
     }
-}
-
-/// A process stopped by a cgroup freezer shows as such in /proc/PID/status? No:
-/// freezing is a cgroup property; until skiff manages cgroups nothing is frozen.
-fn is_frozen(_pid: i32) -> bool {
-    false
 }
 
 /// Open a pidfd for the init and check that it is still the same process:
@@ -367,6 +368,7 @@ mod tests {
             poststop_hooks: vec![],
             own_pid_ns: true,
             process: None,
+            cgroup: None,
         };
         let _l = store.lock("c1").unwrap();
         store.save(&st).unwrap();

@@ -132,6 +132,9 @@ enum Command {
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM)
     Kill {
+        /// Signal every process in the container's cgroup
+        #[arg(short = 'a', long)]
+        all: bool,
         id: String,
         #[arg(default_value = "SIGTERM")]
         signal: String,
@@ -192,6 +195,7 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("no-new-keyring", false),
     ("preserve-fds", true),
     ("force", false),
+    ("all", false),
     ("detach", false),
     ("keep", false),
     ("format", true),
@@ -342,9 +346,9 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
             println!("{}", pretty(&v));
             Ok(0)
         }
-        Command::Kill { id, signal } => {
+        Command::Kill { all, id, signal } => {
             let sig = skiff::signal::parse(&signal)?;
-            container::kill(store, &id, sig)?;
+            container::kill(store, &id, sig, all)?;
             Ok(0)
         }
         Command::Delete { force, id } => {

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
+use crate::cgroups::{self, CgroupHandle, HostCgroups, HostLimits};
 use crate::config;
 use crate::container::init::{self, start_socket_addr};
 use crate::container::plan::{hook_state, ContainerPlan, CreateOptions};
@@ -37,6 +38,7 @@ struct Cleanup<'a> {
     store: &'a Store,
     id: String,
     init: Option<(i32, Option<OwnedFd>)>,
+    cgroup: Option<CgroupHandle>,
     armed: bool,
 }
 
@@ -56,6 +58,10 @@ impl Drop for Cleanup<'_> {
                 },
             }
             let _ = spawn::wait_exit_code(pid);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+            let _ = cg.destroy();
         }
         let _ = self.store.remove(&self.id);
     }
@@ -88,6 +94,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         store,
         id: opts.id.clone(),
         init: None,
+        cgroup: None,
         armed: true,
     };
     let lock = store.lock(&opts.id)?;
@@ -130,9 +137,22 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         // SAFETY: prctl with plain integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
+    let cgroup = cgroups::create(&HostCgroups::probe()?, &HostLimits::probe()?, &plan.cgroup)?;
+    cleanup.cgroup = Some(cgroup.clone());
+    // On cgroup v2 the init is born in its cgroup (CLONE_INTO_CGROUP);
+    // v1 hierarchies are joined by the parent before the init proceeds.
+    let v2_dir = cgroup.v2_dir_fd()?;
+    let flags = plan.namespaces.clone_flags();
     // SAFETY: skiff is single-threaded; the child ends in init::run, which
     // never returns (it execs or _exits).
-    let forked = unsafe { spawn::clone_fork(plan.namespaces.clone_flags(), None) };
+    let mut forked = unsafe { spawn::clone_fork(flags, v2_dir.as_ref().map(|f| f.as_raw_fd())) };
+    let mut placed_into_v2 = v2_dir.is_some();
+    if placed_into_v2 && forked.is_err() {
+        // Kernels or cgroup states that refuse CLONE_INTO_CGROUP: place by pid instead.
+        placed_into_v2 = false;
+        // SAFETY: as above.
+        forked = unsafe { spawn::clone_fork(flags, None) };
+    }
     let forked = match forked {
         Ok(Forked::Child) => init::run(init::InitArgs {
             plan: &plan,
@@ -166,10 +186,26 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     });
     drop(console_socket);
 
+    // The child waits for this go-ahead before running anything of the
+    // container's: it must be in the cgroups, and its id maps written.
+    if plan.namespaces.user == Disposition::New {
+        write_id_maps(pid, &plan)?;
+    }
+    if placed_into_v2 {
+        cgroup.add_pid_v1(pid)?;
+    } else {
+        cgroup.add_pid(pid)?;
+    }
+    let state_json = plan
+        .init_needs_state()
+        .then(|| hook_state(&plan.id, "creating", pid, &plan.bundle, &annotations));
+    parent_end.send(&ToInit::Proceed { state_json })?;
+
     if plan.namespaces.needs_intermediate() {
+        // The child forked the real init into the new pid namespace (it
+        // inherits the cgroups) and exits; the init is re-parented to us.
         match parent_end.recv::<ToParent>()? {
             Some(ToParent::InitPid(real)) => {
-                // The intermediate exits at once; the init is re-parented to us (subreaper).
                 let _ = spawn::wait_exit_code(pid);
                 pid = real;
                 let fd = spawn::pidfd_open(real)?;
@@ -178,15 +214,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
             other => return Err(init_failed(other, pid)),
         }
     }
-
-    if plan.namespaces.user == Disposition::New {
-        write_id_maps(pid, &plan)?;
-    }
     let creating_state = || hook_state(&plan.id, "creating", pid, &plan.bundle, &annotations);
-    if plan.init_waits_to_proceed() {
-        let state_json = plan.init_needs_state().then(creating_state);
-        parent_end.send(&ToInit::Proceed { state_json })?;
-    }
 
     loop {
         match parent_end.recv::<ToParent>()? {
@@ -216,6 +244,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         poststart_hooks: plan.hooks.poststart.clone(),
         poststop_hooks: plan.hooks.poststop.clone(),
         own_pid_ns: plan.namespaces.pid != Disposition::Host,
+        cgroup: Some(cgroup.clone()),
         process: spec.process().clone(),
     };
     store.save(&st)?;
@@ -236,6 +265,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         write_pid_file(path, pid)?;
     }
     cleanup.init = None;
+    cleanup.cgroup = None;
     cleanup.armed = false;
     drop(lock);
     Ok(Launched {

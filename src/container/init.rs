@@ -66,16 +66,15 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 
-    let mut state_json = None;
-    if plan.init_waits_to_proceed() {
-        match a.channel.recv::<ToInit>()? {
-            Some(ToInit::Proceed { state_json: s }) => state_json = s,
-            Some(other) => return Err(Error::msg(format!("sync: unexpected {other:?}"))),
-            // The parent is gone: nobody will ever start us.
-            // SAFETY: see `run`.
-            None => unsafe { libc::_exit(1) },
-        }
-    }
+    // The parent places us in the container's cgroups (and writes the
+    // id maps) before we run anything that belongs to the container.
+    let state_json = match a.channel.recv::<ToInit>()? {
+        Some(ToInit::Proceed { state_json }) => state_json,
+        Some(other) => return Err(Error::msg(format!("sync: unexpected {other:?}"))),
+        // The parent is gone: nobody will ever start us.
+        // SAFETY: see `run`.
+        None => unsafe { libc::_exit(1) },
+    };
 
     // Joining happens first for user (it grants the rights for the rest).
     for ns in a.ns_files {
@@ -85,6 +84,9 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         namespaces::join(ns)?;
     }
     namespaces::unshare(plan.namespaces.unshare_flags_after_join())?;
+    if plan.namespaces.cgroup == Disposition::New {
+        namespaces::unshare(libc::CLONE_NEWCGROUP as u64).context("cgroup namespace")?;
+    }
     if plan.namespaces.needs_intermediate() {
         enter_new_pid_namespace(a.channel)?;
     }

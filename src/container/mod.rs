@@ -65,8 +65,17 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn kill(store: &Store, id: &str, signal: i32) -> Result<()> {
+pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {
     let st = store.load(id)?;
+    if all {
+        let cg = st
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| Error::msg(format!("kill --all {id}: the container has no cgroup")))?;
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|e| Error::sys(format!("signal {signal}"), e))?;
+        return cg.kill_all(sig);
+    }
     if store.status(&st) == Status::Stopped {
         return Err(Error::NotRunning(id.to_string()));
     }
@@ -99,12 +108,27 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     match status {
         Status::Stopped => {}
         Status::Created => kill_and_wait(&st)?,
-        Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&st)?,
+        Status::Running | Status::Paused | Status::Creating if force => {
+            if let Some(cg) = &st.cgroup {
+                // A frozen process cannot die: thaw first.
+                let _ = cg.thaw();
+            }
+            kill_and_wait(&st)?
+        }
         other => {
             return Err(Error::msg(format!(
                 "cannot delete container {id} that is not stopped: {other}"
             )))
         }
+    }
+    if let Some(cg) = &st.cgroup {
+        // Whatever the init left behind (without its own pid namespace its
+        // children outlive it) goes with the container.
+        if status != Status::Stopped || force {
+            cg.kill_all(nix::sys::signal::Signal::SIGKILL)?;
+        }
+        cg.destroy()
+            .map_err(|e| Error::msg(format!("delete container {id}: remove its cgroups: {e}")))?;
     }
     if !st.poststop_hooks.is_empty() {
         let json = plan::hook_state(id, "stopped", 0, &st.bundle, &st.annotations);

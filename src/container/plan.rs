@@ -69,6 +69,7 @@ pub struct ContainerPlan {
     pub process: ProcessPlan,
     pub hooks: Hooks,
     pub new_keyring: bool,
+    pub cgroup: crate::cgroups::CgroupPlan,
 }
 
 impl ContainerPlan {
@@ -155,18 +156,13 @@ impl ContainerPlan {
             process,
             hooks,
             new_keyring: !opts.no_new_keyring,
+            cgroup: crate::cgroups::CgroupPlan::from_spec(spec, &opts.id)?,
         })
     }
 
     /// The parent must run hooks in the middle of the init's setup.
     pub fn has_runtime_hooks(&self) -> bool {
         !self.hooks.prestart.is_empty() || !self.hooks.create_runtime.is_empty()
-    }
-
-    /// The init waits for a go-ahead from the parent before anything else:
-    /// for the uid/gid maps, or for the state its own hooks read.
-    pub fn init_waits_to_proceed(&self) -> bool {
-        self.namespaces.user == Disposition::New || self.init_needs_state()
     }
 
     pub fn init_needs_state(&self) -> bool {
