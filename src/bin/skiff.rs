@@ -29,6 +29,9 @@ struct Cli {
     /// Log debug lines
     #[arg(long, global = true)]
     debug: bool,
+    /// Use the systemd cgroup driver (not available: skiff manages cgroupfs)
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
     /// Print the version and exit
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -122,6 +125,44 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// LinuxResources JSON file ("-" reads stdin)
+    #[arg(short = 'r', long, value_name = "FILE")]
+    resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    id: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container from a bundle; it waits for `start`
@@ -159,6 +200,34 @@ enum Command {
     },
     /// Run a new process in a running container
     Exec(ExecArgs),
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Change a running container's resource limits
+    Update(UpdateArgs),
+    /// Print resource statistics and OOM events as JSON lines
+    Events {
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats events (Go duration: 5s, 500ms)
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// List the processes of a container
+    Ps {
+        /// table or json (json: an array of host pids)
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Arguments for ps(1) (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print the runtime-spec features document
+    Features,
     /// List containers
     List {
         /// table or json
@@ -195,6 +264,24 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("no-new-keyring", false),
     ("preserve-fds", true),
     ("force", false),
+    ("systemd-cgroup", false),
+    ("stats", false),
+    ("interval", true),
+    ("resources", true),
+    ("blkio-weight", true),
+    ("cpu-period", true),
+    ("cpu-quota", true),
+    ("cpu-share", true),
+    ("cpu-rt-period", true),
+    ("cpu-rt-runtime", true),
+    ("cpuset-cpus", true),
+    ("cpuset-mems", true),
+    ("memory", true),
+    ("memory-reservation", true),
+    ("memory-swap", true),
+    ("kernel-memory", true),
+    ("kernel-memory-tcp", true),
+    ("pids-limit", true),
     ("all", false),
     ("detach", false),
     ("keep", false),
@@ -214,7 +301,7 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("ignore-paused", false),
     ("help", false),
 ];
-const SHORT_WITH_VALUE: &[&str] = &["-b", "-f", "-p", "-e", "-u", "-g", "-c"];
+const SHORT_WITH_VALUE: &[&str] = &["-b", "-f", "-p", "-e", "-u", "-g", "-c", "-r"];
 
 fn normalize_args(args: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
@@ -296,6 +383,12 @@ fn main() -> ExitCode {
         print_version();
         return ExitCode::SUCCESS;
     };
+    if cli.systemd_cgroup {
+        logging::report_error(
+            "--systemd-cgroup: the systemd cgroup driver is not available (skiff manages cgroupfs directly)",
+        );
+        return ExitCode::from(1);
+    }
     let store = Store::new(cli.root.clone().unwrap_or_else(default_root));
     match dispatch(&store, command) {
         Ok(code) => ExitCode::from(code),
@@ -368,6 +461,43 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
                 Ok(255)
             }
         },
+        Command::Pause { id } => {
+            container::resources::pause(store, &id)?;
+            Ok(0)
+        }
+        Command::Resume { id } => {
+            container::resources::resume(store, &id)?;
+            Ok(0)
+        }
+        Command::Update(args) => {
+            let res = update_resources(&args)?;
+            container::resources::update(store, &args.id, res)?;
+            Ok(0)
+        }
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let d = container::resources::parse_go_duration(&interval)?;
+            if d.is_zero() {
+                return Err(Error::msg("events --interval must be greater than 0"));
+            }
+            container::resources::events(store, &id, stats, d)?;
+            Ok(0)
+        }
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => {
+            ps(store, &id, &format, ps_args)?;
+            Ok(0)
+        }
+        Command::Features => {
+            println!("{}", pretty(&skiff::features::features_json()));
+            Ok(0)
+        }
         Command::List { format, quiet } => {
             list(store, &format, quiet)?;
             Ok(0)
@@ -455,6 +585,126 @@ fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
         },
     )?;
     Ok(code.clamp(0, 255) as u8)
+}
+
+fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use container::resources::parse_bytes;
+    use serde_json::{json, Map, Value};
+    let mut v: Value = match &a.resources {
+        Some(path) => {
+            let bytes = if path.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                    .map_err(|e| Error::io("read", "stdin", e))?;
+                b
+            } else {
+                std::fs::read(path).map_err(|e| Error::io("read --resources", path, e))?
+            };
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Error::msg(format!("--resources: invalid JSON: {e}")))?
+        }
+        None => json!({}),
+    };
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| Error::msg("--resources: expected a JSON object"))?;
+    let mut set = |section: &str, key: &str, val: Value| {
+        let sec = obj
+            .entry(section.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(m) = sec.as_object_mut() {
+            m.insert(key.to_string(), val);
+        }
+    };
+    let bytes = |s: &Option<String>| s.as_deref().map(parse_bytes).transpose();
+    if let Some(w) = a.blkio_weight {
+        set("blockIO", "weight", json!(w));
+    }
+    if let Some(x) = a.cpu_period {
+        set("cpu", "period", json!(x));
+    }
+    if let Some(x) = a.cpu_quota {
+        set("cpu", "quota", json!(x));
+    }
+    if let Some(x) = a.cpu_share {
+        set("cpu", "shares", json!(x));
+    }
+    if let Some(x) = a.cpu_rt_period {
+        set("cpu", "realtimePeriod", json!(x));
+    }
+    if let Some(x) = a.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", json!(x));
+    }
+    if let Some(x) = &a.cpuset_cpus {
+        set("cpu", "cpus", json!(x));
+    }
+    if let Some(x) = &a.cpuset_mems {
+        set("cpu", "mems", json!(x));
+    }
+    if let Some(x) = bytes(&a.memory)? {
+        set("memory", "limit", json!(x));
+    }
+    if let Some(x) = bytes(&a.memory_reservation)? {
+        set("memory", "reservation", json!(x));
+    }
+    if let Some(x) = bytes(&a.memory_swap)? {
+        set("memory", "swap", json!(x));
+    }
+    if let Some(x) = bytes(&a.kernel_memory)? {
+        set("memory", "kernel", json!(x));
+    }
+    if let Some(x) = bytes(&a.kernel_memory_tcp)? {
+        set("memory", "kernelTCP", json!(x));
+    }
+    if let Some(x) = a.pids_limit {
+        set("pids", "limit", json!(x));
+    }
+    serde_path_to_error::deserialize(v)
+        .map_err(|e| Error::msg(format!("--resources: {}: {}", e.path(), e.inner())))
+}
+
+/// `ps ID [ps args]`: ps(1)'s table, cut to the container's processes
+/// (what runc does); `--format json`: the host pids.
+fn ps(store: &Store, id: &str, format: &str, args: Vec<String>) -> Result<()> {
+    let pids = container::resources::pids(store, id)?;
+    if format == "json" {
+        println!("{}", serde_json::json!(pids));
+        return Ok(());
+    }
+    let args = if args.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        args
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| Error::io("run", "ps", e))?;
+    if !out.status.success() {
+        return Err(Error::msg(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::msg("ps: its output has no PID column"))?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.binary_search(&p).is_ok()) {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
 
 fn list(store: &Store, format: &str, quiet: bool) -> Result<()> {

@@ -24,7 +24,7 @@ use crate::container::plan::{process_plan, TerminalWiring};
 use crate::error::{Context, Error, Result};
 use crate::spawn::{self, Forked};
 use crate::state::{self, Status, Store};
-use crate::sync::{Channel, ToParent};
+use crate::sync::{Channel, ToInit, ToParent};
 
 pub struct ExecOptions {
     pub id: String,
@@ -130,8 +130,21 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     } else {
         None
     };
+    // The process joins the container's cgroups before it runs anything:
+    // born there on v2, moved by us on v1 while it waits for the go-ahead.
+    let v2_dir = match &st.cgroup {
+        Some(cg) => cg.v2_dir_fd()?,
+        None => None,
+    };
     // SAFETY: single-threaded; the child ends in exec or _exit (child_main never returns).
-    let forked = unsafe { spawn::clone_fork(0, None) }?;
+    let mut forked = unsafe { spawn::clone_fork(0, v2_dir.as_ref().map(|f| f.as_raw_fd())) };
+    let mut placed_into_v2 = v2_dir.is_some();
+    if placed_into_v2 && forked.is_err() {
+        placed_into_v2 = false;
+        // SAFETY: as above.
+        forked = unsafe { spawn::clone_fork(0, None) };
+    }
+    let forked = forked?;
     let (pid, pidfd) = match forked {
         Forked::Child => child_main(
             &child_end,
@@ -159,6 +172,14 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         None => spawn::pidfd_open(pid)?,
     };
     let outcome = (|| -> Result<()> {
+        if let Some(cg) = &st.cgroup {
+            if placed_into_v2 {
+                cg.add_pid_v1(pid)?;
+            } else {
+                cg.add_pid(pid)?;
+            }
+        }
+        parent_end.send(&ToInit::Proceed { state_json: None })?;
         match parent_end.recv::<ToParent>()? {
             Some(ToParent::Ready) => {}
             other => return Err(child_failed(other, pid)),
@@ -213,6 +234,11 @@ fn child_main(
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        }
+        match channel.recv::<ToInit>()? {
+            Some(ToInit::Proceed { .. }) => {}
+            // SAFETY: the parent is gone; leave quietly.
+            _ => unsafe { libc::_exit(255) },
         }
         setns_pidfd(init_pidfd, ns_flags, "into the container's namespaces")?;
         if let Some(fd) = console {

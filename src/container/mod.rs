@@ -4,6 +4,7 @@ pub mod create;
 pub mod exec;
 pub mod init;
 pub mod plan;
+pub mod resources;
 
 use std::io::Read;
 use std::os::fd::AsFd;

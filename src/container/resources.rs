@@ -1,0 +1,198 @@
+//! The commands that act on a running container's cgroups: pause, resume,
+//! update, events, ps.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+use serde_json::json;
+
+use crate::cgroups::{CgroupHandle, HostCgroups, HostLimits};
+use crate::error::{Error, Result};
+use crate::state::{ContainerState, Status, Store};
+
+fn cgroup_of(st: &ContainerState) -> Result<&CgroupHandle> {
+    st.cgroup
+        .as_ref()
+        .ok_or_else(|| Error::msg(format!("container {} has no cgroup", st.id)))
+}
+
+pub fn pause(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let st = store.load(id)?;
+    match store.status(&st) {
+        Status::Running | Status::Created => cgroup_of(&st)?.freeze(),
+        Status::Paused => Err(Error::msg(format!("container {id} is already paused"))),
+        _ => Err(Error::NotRunning(id.to_string())),
+    }
+}
+
+pub fn resume(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let st = store.load(id)?;
+    match store.status(&st) {
+        Status::Paused => cgroup_of(&st)?.thaw(),
+        Status::Stopped => Err(Error::NotRunning(id.to_string())),
+        _ => Err(Error::msg(format!("container {id} is not paused"))),
+    }
+}
+
+pub fn update(store: &Store, id: &str, resources: LinuxResources) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let st = store.load(id)?;
+    if store.status(&st) == Status::Stopped {
+        return Err(Error::NotRunning(id.to_string()));
+    }
+    cgroup_of(&st)?.update(&HostCgroups::probe()?, &HostLimits::probe()?, resources)
+}
+
+/// Host pids of every process in the container.
+pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>> {
+    let st = store.load(id)?;
+    if store.status(&st) == Status::Stopped {
+        return Ok(Vec::new());
+    }
+    let mut pids = cgroup_of(&st)?.pids()?;
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+fn stats_event(id: &str, cg: &CgroupHandle) -> Result<serde_json::Value> {
+    Ok(json!({"type": "stats", "id": id, "data": cg.stats()?}))
+}
+
+fn emit(out: &mut impl Write, v: &serde_json::Value) -> Result<()> {
+    writeln!(out, "{v}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("write event to", "stdout", e))
+}
+
+/// runc's `events`: with `stats_once`, one stats object; otherwise stats
+/// every `interval` and an `oom` object as each OOM kill happens, until
+/// the container stops.
+pub fn events(store: &Store, id: &str, stats_once: bool, interval: Duration) -> Result<()> {
+    let st = store.load(id)?;
+    if store.status(&st) == Status::Stopped {
+        return Err(Error::NotRunning(id.to_string()));
+    }
+    let cg = cgroup_of(&st)?;
+    let mut out = std::io::stdout().lock();
+    if stats_once {
+        return emit(&mut out, &stats_event(id, cg)?);
+    }
+    let mut oom = cg.oom_watcher()?;
+    let mut next_stats = Instant::now();
+    loop {
+        if store.status(&st) == Status::Stopped {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= next_stats {
+            emit(&mut out, &stats_event(id, cg)?)?;
+            next_stats = now + interval;
+        }
+        // Wake for OOM kills as they happen, and at least every 200 ms to
+        // notice the container stopping.
+        let wait = next_stats
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200));
+        let kills = match oom.as_mut() {
+            Some(w) => w.wait(Some(wait))?,
+            None => {
+                std::thread::sleep(wait);
+                0
+            }
+        };
+        for _ in 0..kills {
+            emit(&mut out, &json!({"type": "oom", "id": id}))?;
+        }
+    }
+}
+
+/// Go's time.ParseDuration for the units `events --interval` sees: "5s",
+/// "100ms", "1m30s", "1.5s", "2h".
+pub fn parse_go_duration(text: &str) -> Result<Duration> {
+    let bad = || Error::msg(format!("invalid duration {text:?}"));
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Docker-style sizes as runc's `update` takes them: "512m", "1g", "1024", "-1".
+pub fn parse_bytes(text: &str) -> Result<i64> {
+    let bad = || Error::msg(format!("invalid size {text:?}"));
+    let t = text.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if v < 0.0 {
+        return Err(bad());
+    }
+    Ok((v * mult as f64) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            parse_go_duration("100ms").unwrap(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_go_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(parse_go_duration("5").is_err());
+        assert!(parse_go_duration("x").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("-1").unwrap(), -1);
+        assert!(parse_bytes("lots").is_err());
+    }
+}
