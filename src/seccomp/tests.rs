@@ -67,6 +67,10 @@ fn tables_are_sorted_and_know_the_abis() {
 #[test]
 fn docker_profile_translates_exactly() {
     let f = build(&fixture("docker.json"));
+    eprintln!(
+        "docker profile: {} BPF instructions",
+        f.instructions().len()
+    );
     assert!(
         f.instructions().len() < MAX_INSNS,
         "{}",
