@@ -24,6 +24,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signal;
 pub mod spawn;
 pub mod spec_template;
