@@ -32,8 +32,24 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 
 /// Parse config.json text and check the document-wide rules.
 pub fn parse(bytes: &[u8]) -> Result<Spec> {
+    let spec: Spec = if crate::sched::spec_needs_fixup(bytes) {
+        // runtime-spec spellings oci-spec does not read: go through a Value.
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::msg(format!("malformed JSON: {e}")))?;
+        crate::sched::fixup_spec_json(&mut value, false);
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            Error::msg(format!("invalid config: {}: {}", e.path(), e.inner()))
+        })?
+    } else {
+        deserialize_with_path(bytes)?
+    };
+    check_version(spec.version())?;
+    Ok(spec)
+}
+
+fn deserialize_with_path(bytes: &[u8]) -> Result<Spec> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -43,9 +59,7 @@ pub fn parse(bytes: &[u8]) -> Result<Spec> {
             serde_json::error::Category::Data => Error::msg(format!("invalid config: {inner}")),
             _ => Error::msg(format!("malformed JSON: {inner}")),
         }
-    })?;
-    check_version(spec.version())?;
-    Ok(spec)
+    })
 }
 
 /// skiff runs configs written for runtime-spec 1.0 up to the version it implements.

@@ -3,8 +3,6 @@
 
 use serde_json::{json, Value};
 
-/// Flipped by the lead once the seccomp module is merged.
-pub const SECCOMP_ENABLED: bool = false;
 
 /// Exactly the options rootfs::options accepts (idmap is refused there).
 pub const MOUNT_OPTIONS: &[&str] = &[
@@ -70,11 +68,8 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "unbindable",
 ];
 
+/// What this binary can do, and this host lets it do.
 pub fn features_json() -> Value {
-    features_with(SECCOMP_ENABLED)
-}
-
-pub fn features_with(seccomp: bool) -> Value {
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     caps.sort();
     // The v1/v2 support is in the binary; rdma is driven on both.
@@ -87,12 +82,19 @@ pub fn features_with(seccomp: bool) -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true },
-            "seccomp": { "enabled": seccomp },
-            "apparmor": { "enabled": false },
-            "selinux": { "enabled": false },
-            "intelRdt": { "enabled": false },
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::seccomp::SUPPORTED_ACTIONS,
+                "operators": crate::seccomp::SUPPORTED_OPERATORS,
+                "archs": crate::seccomp::SUPPORTED_ARCHS,
+                "knownFlags": crate::seccomp::SUPPORTED_FLAGS,
+                "supportedFlags": crate::seccomp::SUPPORTED_FLAGS
+            },
+            "apparmor": { "enabled": crate::lsm::apparmor_enabled() },
+            "selinux": { "enabled": crate::lsm::selinux_enabled() },
+            "intelRdt": { "enabled": crate::rdt::resctrl_root().is_ok() },
             "mountExtensions": { "idmap": { "enabled": false } },
-            "netDevices": { "enabled": false }
+            "netDevices": { "enabled": true }
         },
         "annotations": { "io.github.skiff.version": env!("CARGO_PKG_VERSION") }
     })

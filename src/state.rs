@@ -47,6 +47,12 @@ pub struct ContainerState {
     /// config.json's process: the defaults for `exec`.
     #[serde(default)]
     pub process: Option<oci_spec::runtime::Process>,
+    /// linux.seccomp: `exec`'d processes get the container's filter.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// What create made under /sys/fs/resctrl, removed by delete.
+    #[serde(default)]
+    pub rdt: Option<crate::rdt::RdtCleanup>,
     /// The container's cgroup directories, resolved at create.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::CgroupHandle>,
@@ -368,6 +374,8 @@ mod tests {
             poststop_hooks: vec![],
             own_pid_ns: true,
             process: None,
+            seccomp: None,
+            rdt: None,
             cgroup: None,
         };
         let _l = store.lock("c1").unwrap();

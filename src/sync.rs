@@ -20,6 +20,8 @@ pub enum ToInit {
     Proceed { state_json: Option<String> },
     /// prestart and createRuntime hooks have run.
     RuntimeHooksDone,
+    /// The seccomp listener reached the agent at listenerPath.
+    SeccompListenerSent,
 }
 
 /// Init -> parent.
@@ -30,6 +32,9 @@ pub enum ToParent {
     InitPid(i32),
     /// Namespaces and mounts are ready, before pivot_root: run prestart and createRuntime hooks.
     RuntimeHooks,
+    /// A seccomp NOTIFY listener fd follows on the channel (SCM_RIGHTS);
+    /// the parent sends it to listenerPath with the container state.
+    SeccompListener,
     /// Fully set up, waiting for `start`.
     Ready,
     /// Setup failed; the text names the step, path and errno.

@@ -39,6 +39,7 @@ struct Cleanup<'a> {
     id: String,
     init: Option<(i32, Option<OwnedFd>)>,
     cgroup: Option<CgroupHandle>,
+    rdt: Option<crate::rdt::RdtCleanup>,
     armed: bool,
 }
 
@@ -59,6 +60,9 @@ impl Drop for Cleanup<'_> {
             }
             let _ = spawn::wait_exit_code(pid);
         }
+        if let Some(rdt) = self.rdt.take() {
+            let _ = crate::rdt::remove(&rdt);
+        }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
             let _ = cg.destroy();
@@ -75,6 +79,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
 
     // Everything that can fail on bad input is opened before anything exists.
     let ns_files = namespaces::open_joins(&plan.namespaces)?;
+    if plan.rdt.is_some() {
+        // Fails here, before anything exists, on hosts without resctrl.
+        crate::rdt::resctrl_root()?;
+    }
+    let mut rdt_cleanup = None;
     let console_socket = match &opts.console_socket {
         Some(path) => Some(crate::console::connect_console_socket(path)?),
         None => None,
@@ -95,6 +104,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         id: opts.id.clone(),
         init: None,
         cgroup: None,
+        rdt: None,
         armed: true,
     };
     let lock = store.lock(&opts.id)?;
@@ -196,6 +206,20 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     } else {
         cgroup.add_pid(pid)?;
     }
+    if !plan.net_devices.is_empty() {
+        match ns_files
+            .iter()
+            .find(|n| n.typ == oci_spec::runtime::LinuxNamespaceType::Network)
+        {
+            Some(joined) => crate::netdev::move_devices_to(&plan.net_devices, joined.fd.as_fd())?,
+            None => crate::netdev::move_devices(&plan.net_devices, pid)?,
+        }
+    }
+    if let Some(rdt) = &plan.rdt {
+        let root = crate::rdt::resctrl_root()?;
+        rdt_cleanup = Some(crate::rdt::apply_at(&root, rdt, pid)?);
+        cleanup.rdt = rdt_cleanup.clone();
+    }
     let state_json = plan
         .init_needs_state()
         .then(|| hook_state(&plan.id, "creating", pid, &plan.bundle, &annotations));
@@ -224,6 +248,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
                 hooks::run_hooks("createRuntime", &plan.hooks.create_runtime, st.as_bytes())?;
                 parent_end.send(&ToInit::RuntimeHooksDone)?;
             }
+            Some(ToParent::SeccompListener) => {
+                forward_seccomp_listener(&parent_end, &plan.process, creating_state().as_bytes())?;
+            }
             Some(ToParent::Ready) => break,
             other => return Err(init_failed(other, pid)),
         }
@@ -245,7 +272,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         poststop_hooks: plan.hooks.poststop.clone(),
         own_pid_ns: plan.namespaces.pid != Disposition::Host,
         cgroup: Some(cgroup.clone()),
+        rdt: rdt_cleanup,
         process: spec.process().clone(),
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
     };
     store.save(&st)?;
 
@@ -266,6 +295,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     }
     cleanup.init = None;
     cleanup.cgroup = None;
+    cleanup.rdt = None;
     cleanup.armed = false;
     drop(lock);
     Ok(Launched {
@@ -273,6 +303,30 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         pidfd,
         console_master,
     })
+}
+
+/// The init sent its seccomp NOTIFY listener: pass it on to the agent at
+/// listenerPath with the container state, and tell the init it is done.
+pub fn forward_seccomp_listener(
+    channel: &Channel,
+    process: &crate::container::plan::ProcessPlan,
+    state_json: &[u8],
+) -> Result<()> {
+    // SAFETY: the channel's fd is open for the life of `channel`.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(channel.raw_fd()) };
+    let listener = crate::seccomp::recv_fd(sock)?;
+    let sc = process
+        .seccomp
+        .as_ref()
+        .ok_or_else(|| Error::msg("sync: a seccomp listener without a seccomp config"))?;
+    let path = sc.listener_path.as_deref().ok_or_else(|| {
+        Error::config(
+            "linux.seccomp.listenerPath",
+            "required for SCMP_ACT_NOTIFY rules",
+        )
+    })?;
+    crate::seccomp::send_listener(path, listener, state_json, sc.listener_metadata.as_deref())?;
+    channel.send(&ToInit::SeccompListenerSent)
 }
 
 /// The init stopped talking: its last words, or how it ended.

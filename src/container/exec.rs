@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use oci_spec::runtime::Process;
 
-use crate::container::init::prepare_process;
+use crate::container::init::{final_exec, prepare_process};
 use crate::container::plan::{process_plan, TerminalWiring};
 use crate::error::{Context, Error, Result};
 use crate::spawn::{self, Forked};
@@ -95,6 +95,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     let attach = !opts.detach && opts.console_socket.is_none();
     let plan = process_plan(
         &opts.process,
+        st.seccomp.as_ref(),
         TerminalWiring {
             console_socket: opts.console_socket.is_some(),
             attach,
@@ -180,9 +181,25 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
             }
         }
         parent_end.send(&ToInit::Proceed { state_json: None })?;
-        match parent_end.recv::<ToParent>()? {
-            Some(ToParent::Ready) => {}
-            other => return Err(child_failed(other, pid)),
+        loop {
+            match parent_end.recv::<ToParent>()? {
+                Some(ToParent::Ready) => break,
+                Some(ToParent::SeccompListener) => {
+                    let state = crate::container::plan::hook_state(
+                        &st.id,
+                        "running",
+                        st.pid,
+                        &st.bundle,
+                        &st.annotations,
+                    );
+                    crate::container::create::forward_seccomp_listener(
+                        &parent_end,
+                        &plan,
+                        state.as_bytes(),
+                    )?;
+                }
+                other => return Err(child_failed(other, pid)),
+            }
         }
         match parent_end.recv::<ToParent>()? {
             None => Ok(()), // exec closed the channel
@@ -229,6 +246,10 @@ fn child_main(
     console: Option<RawFd>,
 ) -> ! {
     let result = (|| -> Result<std::convert::Infallible> {
+        // execCPUAffinity.initial applies before the process joins the container.
+        if let Some(aff) = &plan.affinity {
+            crate::sched::apply_initial_affinity(aff, 0)?;
+        }
         // SAFETY: an empty, initialised sigset.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
@@ -248,9 +269,9 @@ fn child_main(
             // SAFETY: closing our own copy after use.
             unsafe { libc::close(fd) };
         }
-        let (program, env) = prepare_process(plan)?;
+        let prepared = prepare_process(plan, channel)?;
         channel.send(&ToParent::Ready)?;
-        Err(crate::exec::exec(&program, &plan.args, &env))
+        Err(final_exec(plan, &prepared))
     })();
     let err = match result {
         Ok(never) => match never {},

@@ -76,6 +76,9 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         None => unsafe { libc::_exit(1) },
     };
 
+    if let Some(aff) = &plan.process.affinity {
+        crate::sched::apply_initial_affinity(aff, 0)?;
+    }
     // Joining happens first for user (it grants the rights for the rest).
     for ns in a.ns_files {
         if ns.typ == oci_spec::runtime::LinuxNamespaceType::Pid {
@@ -142,7 +145,13 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     plan.sysctl.apply()?;
     rootfs::finish(&plan.rootfs)?;
 
-    let (program, env) = prepare_process(&plan.process)?;
+    if let Some(m) = &plan.memory_policy {
+        crate::mempolicy::apply(m)?;
+    }
+    if let Some(x) = &plan.personality {
+        crate::personality::apply(x)?;
+    }
+    let prepared = prepare_process(&plan.process, a.channel)?;
 
     a.channel.send(&ToParent::Ready)?;
 
@@ -150,15 +159,28 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     if let Err(e) = hooks::run_hooks("startContainer", &plan.hooks.start_container, &state_bytes) {
         fail_start(conn, &e);
     }
-    let err = exec::exec(&program, &plan.process.args, &env);
+    let err = final_exec(&plan.process, &prepared);
     fail_start(conn, &err)
+}
+
+/// What `prepare_process` leaves for the very last moment.
+pub struct Prepared {
+    pub program: PathBuf,
+    pub env: Vec<String>,
+    /// The seccomp filter still to install, right before execve.
+    pub seccomp_late: bool,
 }
 
 /// The last steps before exec, shared by the init and `exec`: resolve the
 /// program (so "not found" is reported before anything runs), apply the
-/// limits and capabilities that need privilege, switch user, close fds.
-/// Returns the program and its final environment.
-pub fn prepare_process(p: &ProcessPlan) -> Result<(PathBuf, Vec<String>)> {
+/// limits, scheduling and capabilities that need privilege, switch user,
+/// close fds.
+///
+/// Seccomp goes as late as it can: without no_new_privs the filter needs
+/// CAP_SYS_ADMIN, so it is installed before the user switch; with a NOTIFY
+/// listener it must be handed to the runtime before `Ready`; otherwise it
+/// is left to the caller to install right before execve.
+pub fn prepare_process(p: &ProcessPlan, channel: &Channel) -> Result<Prepared> {
     let mut env = p.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(p.user.uid())));
@@ -169,12 +191,80 @@ pub fn prepare_process(p: &ProcessPlan) -> Result<(PathBuf, Vec<String>)> {
     if p.no_new_privileges {
         crate::process::set_no_new_privs()?;
     }
+    // Real-time policies and high I/O priorities need CAP_SYS_NICE: before the switch.
+    if let Some(s) = &p.scheduler {
+        crate::sched::apply_scheduler(s)?;
+    }
+    if let Some(io) = &p.io_priority {
+        crate::sched::apply_io_priority(io)?;
+    }
+    let mut seccomp_late = false;
+    if let Some(sc) = &p.seccomp {
+        if !p.no_new_privileges {
+            install_seccomp(sc, channel)?;
+        } else {
+            seccomp_late = true;
+        }
+    }
     user::switch_user(&p.user)?;
     capabilities::apply_final(&p.capabilities)?;
     nix::unistd::chdir(&p.cwd).map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
     exec::prepare_fds(p.extra_fds)?;
     crate::lsm::apply(p.apparmor_profile.as_deref(), p.selinux_label.as_deref())?;
-    Ok((program, env))
+    if let (true, Some(sc)) = (seccomp_late, &p.seccomp) {
+        if sc.filter.has_listener() {
+            install_seccomp(sc, channel)?;
+            seccomp_late = false;
+        }
+    }
+    Ok(Prepared {
+        program,
+        env,
+        seccomp_late,
+    })
+}
+
+/// Install the filter; a NOTIFY listener goes to the runtime process, which
+/// can reach the agent's socket and has the container state.
+pub fn install_seccomp(sc: &crate::container::plan::SeccompSetup, channel: &Channel) -> Result<()> {
+    let Some(listener) = crate::seccomp::install(&sc.filter)? else {
+        return Ok(());
+    };
+    channel.send(&ToParent::SeccompListener)?;
+    // SAFETY: the channel's fd is open for the life of this process.
+    let sock = unsafe { BorrowedFd::borrow_raw(channel.raw_fd()) };
+    crate::seccomp::send_fd(sock, std::os::fd::AsFd::as_fd(&listener))?;
+    drop(listener);
+    match channel.recv::<ToInit>()? {
+        Some(ToInit::SeccompListenerSent) => Ok(()),
+        Some(other) => Err(Error::msg(format!("sync: unexpected {other:?}"))),
+        // SAFETY: the runtime is gone; nobody will start us.
+        None => unsafe { libc::_exit(1) },
+    }
+}
+
+/// The exec itself, with the late seccomp filter and the final CPU affinity.
+pub fn final_exec(p: &ProcessPlan, prepared: &Prepared) -> Error {
+    if let Some(aff) = &p.affinity {
+        if let Err(e) = crate::sched::apply_final_affinity(aff, 0) {
+            return e;
+        }
+    }
+    if prepared.seccomp_late {
+        if let Some(sc) = &p.seccomp {
+            if let Err(e) = crate::seccomp::install(&sc.filter) {
+                return e;
+            }
+        }
+    }
+    let err = exec::exec(&prepared.program, &p.args, &prepared.env);
+    match p.seccomp.as_ref().and_then(|s| s.execve_denial.as_ref()) {
+        Some(why) => Error::Context {
+            context: why.clone(),
+            source: Box::new(err),
+        },
+        None => err,
+    }
 }
 
 /// Tell the `start` command why the container could not start, and exit.

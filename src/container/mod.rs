@@ -131,6 +131,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         cg.destroy()
             .map_err(|e| Error::msg(format!("delete container {id}: remove its cgroups: {e}")))?;
     }
+    if let Some(rdt) = &st.rdt {
+        crate::rdt::remove(rdt)?;
+    }
     if !st.poststop_hooks.is_empty() {
         let json = plan::hook_state(id, "stopped", 0, &st.bundle, &st.annotations);
         if let Err(e) = hooks::run_hooks("poststop", &st.poststop_hooks, json.as_bytes()) {

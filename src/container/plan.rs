@@ -43,8 +43,33 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     pub apparmor_profile: Option<String>,
     pub selinux_label: Option<String>,
+    pub scheduler: Option<crate::sched::SchedulerPlan>,
+    pub io_priority: Option<crate::sched::IoPriorityPlan>,
+    pub affinity: Option<crate::sched::AffinityPlan>,
+    pub seccomp: Option<SeccompSetup>,
     /// fds 3.. kept open for the process: LISTEN_FDS first, then --preserve-fds.
     pub extra_fds: u32,
+}
+
+/// A compiled seccomp filter and where its NOTIFY listener goes.
+pub struct SeccompSetup {
+    pub filter: crate::seccomp::CompiledFilter,
+    pub listener_path: Option<PathBuf>,
+    pub listener_metadata: Option<String>,
+    /// Set when the profile denies execve: said along with an exec failure.
+    pub execve_denial: Option<String>,
+}
+
+impl SeccompSetup {
+    pub fn from_spec(s: &oci_spec::runtime::LinuxSeccomp) -> Result<Self> {
+        let plan = crate::seccomp::SeccompPlan::from_spec(s)?;
+        Ok(SeccompSetup {
+            filter: crate::seccomp::compile(&plan)?,
+            listener_path: plan.listener_path().map(|p| p.to_path_buf()),
+            listener_metadata: plan.listener_metadata().map(str::to_string),
+            execve_denial: plan.execve_denial(),
+        })
+    }
 }
 
 pub struct Hooks {
@@ -70,6 +95,10 @@ pub struct ContainerPlan {
     pub hooks: Hooks,
     pub new_keyring: bool,
     pub cgroup: crate::cgroups::CgroupPlan,
+    pub memory_policy: Option<crate::mempolicy::MemPolicyPlan>,
+    pub personality: Option<crate::personality::PersonalityPlan>,
+    pub net_devices: crate::netdev::NetDevPlan,
+    pub rdt: Option<crate::rdt::RdtPlan>,
 }
 
 impl ContainerPlan {
@@ -103,6 +132,7 @@ impl ContainerPlan {
             .ok_or_else(|| Error::config("process", "missing"))?;
         let process = process_plan(
             process,
+            linux.and_then(|l| l.seccomp().as_ref()),
             TerminalWiring {
                 console_socket: opts.console_socket.is_some(),
                 attach: opts.attach_terminal,
@@ -157,6 +187,16 @@ impl ContainerPlan {
             hooks,
             new_keyring: !opts.no_new_keyring,
             cgroup: crate::cgroups::CgroupPlan::from_spec(spec, &opts.id)?,
+            memory_policy: linux
+                .and_then(|l| l.memory_policy().as_ref())
+                .map(crate::mempolicy::MemPolicyPlan::from_spec)
+                .transpose()?,
+            personality: linux
+                .and_then(|l| l.personality().as_ref())
+                .map(crate::personality::PersonalityPlan::from_spec)
+                .transpose()?,
+            net_devices: crate::netdev::NetDevPlan::from_spec(spec)?,
+            rdt: crate::rdt::RdtPlan::from_spec(linux.and_then(|l| l.intel_rdt().as_ref()), &opts.id)?,
         })
     }
 
@@ -182,6 +222,7 @@ pub struct TerminalWiring {
 /// setup needs.
 pub fn process_plan(
     process: &Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     wiring: TerminalWiring,
     preserve_fds: u32,
 ) -> Result<ProcessPlan> {
@@ -251,6 +292,23 @@ pub fn process_plan(
         console_size,
         apparmor_profile: process.apparmor_profile().clone(),
         selinux_label: process.selinux_label().clone(),
+        scheduler: process
+            .scheduler()
+            .as_ref()
+            .map(crate::sched::SchedulerPlan::from_spec)
+            .transpose()?,
+        io_priority: process
+            .io_priority()
+            .as_ref()
+            .map(crate::sched::IoPriorityPlan::from_spec)
+            .transpose()?,
+        affinity: process
+            .exec_cpu_affinity()
+            .as_ref()
+            .map(crate::sched::AffinityPlan::from_spec)
+            .transpose()?
+            .filter(|a| !a.is_empty()),
+        seccomp: seccomp.map(SeccompSetup::from_spec).transpose()?,
         extra_fds: listen_fds + preserve_fds,
     })
 }
