@@ -37,9 +37,8 @@ pub fn parse(bytes: &[u8]) -> Result<Spec> {
         let mut value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::msg(format!("malformed JSON: {e}")))?;
         crate::sched::fixup_spec_json(&mut value, false);
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            Error::msg(format!("invalid config: {}: {}", e.path(), e.inner()))
-        })?
+        serde_path_to_error::deserialize(value)
+            .map_err(|e| Error::msg(format!("invalid config: {}: {}", e.path(), e.inner())))?
     } else {
         deserialize_with_path(bytes)?
     };

@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-
 /// Exactly the options rootfs::options accepts (idmap is refused there).
 pub const MOUNT_OPTIONS: &[&str] = &[
     "async",

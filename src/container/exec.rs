@@ -245,6 +245,7 @@ fn child_main(
     plan: &crate::container::plan::ProcessPlan,
     console: Option<RawFd>,
 ) -> ! {
+    crate::container::init::forbid_inspection();
     let result = (|| -> Result<std::convert::Infallible> {
         // execCPUAffinity.initial applies before the process joins the container.
         if let Some(aff) = &plan.affinity {

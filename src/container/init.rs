@@ -42,6 +42,7 @@ pub struct InitArgs<'a> {
 
 /// Never returns: the init either execs the user process or exits.
 pub fn run(args: InitArgs<'_>) -> ! {
+    forbid_inspection();
     for fd in args.close_fds {
         // SAFETY: closing our copy of the parent's fds; nothing in the init uses them.
         unsafe { libc::close(*fd) };
@@ -169,6 +170,15 @@ pub struct Prepared {
     pub env: Vec<String>,
     /// The seccomp filter still to install, right before execve.
     pub seccomp_late: bool,
+}
+
+/// Until it execs, this process is a copy of skiff: its /proc/PID/exe is
+/// the runtime binary. Non-dumpable, no process of the container can open
+/// that (or our memory, or our fds) through /proc (the CVE-2019-5736
+/// class); execve restores the flag for the user program.
+pub fn forbid_inspection() {
+    // SAFETY: prctl with plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 /// The last steps before exec, shared by the init and `exec`: resolve the

@@ -196,7 +196,10 @@ impl ContainerPlan {
                 .map(crate::personality::PersonalityPlan::from_spec)
                 .transpose()?,
             net_devices: crate::netdev::NetDevPlan::from_spec(spec)?,
-            rdt: crate::rdt::RdtPlan::from_spec(linux.and_then(|l| l.intel_rdt().as_ref()), &opts.id)?,
+            rdt: crate::rdt::RdtPlan::from_spec(
+                linux.and_then(|l| l.intel_rdt().as_ref()),
+                &opts.id,
+            )?,
         })
     }
 
