@@ -6,9 +6,10 @@
 # Environment: RUNTIMES (default "skiff runc crun"), RUNS (default 50), SKIFF (skiff binary,
 # default target/release/skiff; --build builds it first).
 #
-# Benchmarks, each iteration self-contained with a fresh container id:
+# Benchmarks (run and cycle use a fresh container id in every iteration):
 #   run   : `<rt> run --bundle B ID` of /bin/true
 #   cycle : `<rt> create --bundle B ID`, `<rt> start ID`, `<rt> delete --force ID` (three processes)
+#   exec  : `<rt> exec ID /bin/true` into one long-running container (sleep) per runtime
 # Same config (made by `skiff spec`, else `runc spec`), same busybox rootfs, terminal false,
 # each runtime with its own --root.
 set -euo pipefail
@@ -27,7 +28,7 @@ while (($#)); do
 	--runs=*) runs=${1#*=} ;;
 	--runtimes) runtimes=$2; shift ;;
 	--runtimes=*) runtimes=${1#*=} ;;
-	-h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,15p' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -95,17 +96,30 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
+# crun 1.8 refuses ociVersion 1.3.0 ("unknown version specified"); all three take 1.0.2.
+c["ociVersion"] = "1.0.2"
 json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+# The exec target: the same rootfs (by absolute path: runc refuses a symlinked one), init sleeps.
+exec_bundle="$work/bundle-exec"
+mkdir -p "$exec_bundle"
+python3 - "$bundle/config.json" "$exec_bundle/config.json" "$bundle/rootfs" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["args"] = ["sleep", "1000000"]
+c["root"]["path"] = sys.argv[3]
+json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
 echo "bench: bundle $bundle (config from $(basename "$spec_from") spec), runtimes: ${selected[*]}, $runs runs each"
 
 # hyperfine subtracts the bash startup; $SRANDOM is a builtin, so unique ids cost no extra process.
-run_cmds=() cycle_cmds=() names=()
+run_cmds=() cycle_cmds=() exec_cmds=() names=()
 for rt in "${selected[@]}"; do
 	b=${bin[$rt]} r="$work/root-$rt"
 	names+=("$rt")
 	run_cmds+=("$b --root $r run --bundle $bundle b\$SRANDOM\$SRANDOM")
 	cycle_cmds+=("id=b\$SRANDOM\$SRANDOM; $b --root $r create --bundle $bundle \$id && $b --root $r start \$id && $b --root $r delete --force \$id")
+	exec_cmds+=("$b --root $r exec exec-target /bin/true")
 done
 
 hf() { # hf NAME CMDS...
@@ -120,9 +134,18 @@ hf() { # hf NAME CMDS...
 hf run "${run_cmds[@]}"
 hf cycle "${cycle_cmds[@]}"
 
-python3 - "$work/run.json" "$work/cycle.json" <<'PY'
+for rt in "${selected[@]}"; do
+	"${bin[$rt]}" --root "$work/root-$rt" run -d --bundle "$exec_bundle" exec-target </dev/null >/dev/null
+done
+hf exec "${exec_cmds[@]}"
+for rt in "${selected[@]}"; do
+	# runc 1.1 may complain that a cgroup is still busy right after the kill; cleanup retries.
+	"${bin[$rt]}" --root "$work/root-$rt" delete --force exec-target >/dev/null 2>&1 || true
+done
+
+python3 - "$work/run.json" "$work/cycle.json" "$work/exec.json" <<'PY'
 import json, sys
-benches = [("run", sys.argv[1]), ("create+start+delete", sys.argv[2])]
+benches = [("run", sys.argv[1]), ("create+start+delete", sys.argv[2]), ("exec", sys.argv[3])]
 med = {b: {r["command"]: r["median"] * 1000 for r in json.load(open(p))["results"]} for b, p in benches}
 names = list(med["run"].keys())
 refs = [r for r in ("crun", "runc") if r in names]

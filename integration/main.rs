@@ -10,6 +10,7 @@ mod common;
 
 mod devices;
 mod errors;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod list;
