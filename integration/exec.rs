@@ -857,7 +857,6 @@ fn engine_style_detached_terminal() {
 }
 
 #[test]
-#[ignore = "pause/resume are not implemented yet: nothing can be paused to test --ignore-paused"]
 fn flag_ignore_paused() {
     let mut c = Ctx::new("exec_paused");
     running(&mut c);
@@ -969,7 +968,6 @@ fn killed_by_forwarded_signal_is_128_plus_n() {
 /// process running orphaned in the container: it is forwarded once the process exists (runc
 /// catches signals before it starts the process), or the setup is abandoned.
 #[test]
-#[ignore = "bug: a SIGTERM during exec's setup kills skiff and orphans the exec'd process"]
 fn signal_during_setup_leaves_no_orphan() {
     let mut c = Ctx::new("exec_sigsetup");
     let init = running(&mut c);
@@ -997,7 +995,6 @@ fn signal_during_setup_leaves_no_orphan() {
 }
 
 #[test]
-#[ignore = "bug: container processes start with SIGPIPE ignored (inherited from skiff's Rust runtime)"]
 fn sigpipe_has_default_action() {
     let mut c = Ctx::new("exec_sigpipe");
     running(&mut c);

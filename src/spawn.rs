@@ -102,6 +102,35 @@ pub unsafe fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked>
     }
 }
 
+/// Give the process what a freshly started program expects: no blocked
+/// signals, and no ignored ones (Rust's runtime ignores SIGPIPE, and
+/// ignored dispositions survive execve; a container's `yes | head` must
+/// die of SIGPIPE quietly). Only the ignored signals are touched: one read
+/// of /proc/self/status instead of a syscall per signal.
+pub fn reset_signals() {
+    // SAFETY: an initialised empty set; sigprocmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    let ignored = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        // Unknown: reset the one Rust is known to ignore.
+        .unwrap_or(1 << (libc::SIGPIPE - 1));
+    for sig in 1..=64 {
+        if ignored & (1u64 << (sig - 1)) != 0 && sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: setting a default disposition has no memory effects.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
+
 pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

@@ -81,6 +81,25 @@ impl Drop for SignalGuard {
     }
 }
 
+/// Block the signals `run` and `exec` forward (and SIGWINCH) for the rest
+/// of this process's life, so that one arriving while the container
+/// process is being set up waits for the forwarding loop instead of killing
+/// the runtime and orphaning the process. Children reset their own mask.
+pub fn block_forwarded_signals() -> Result<()> {
+    // SAFETY: the set is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in FORWARDED.iter().chain(&[libc::SIGWINCH]) {
+            libc::sigaddset(&mut set, *sig);
+        }
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(Error::sys("sigprocmask SIG_BLOCK", Errno::last()));
+        }
+    }
+    Ok(())
+}
+
 /// Puts a terminal in raw mode and restores its settings when dropped.
 struct RawModeGuard {
     fd: RawFd,

@@ -514,6 +514,7 @@ fn pretty(v: &serde_json::Value) -> String {
 }
 
 fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
+    skiff::tty::block_forwarded_signals()?;
     let opts = create_options(args, !detach)?;
     let launched = container::create(store, &opts)?;
     let id = &opts.id;
@@ -540,6 +541,7 @@ fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8>
 }
 
 fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
+    skiff::tty::block_forwarded_signals()?;
     use skiff::container::exec::{self, ExecOptions, ExecOverrides};
     let mut process = match &args.process {
         Some(file) => exec::process_from_file(file)?,

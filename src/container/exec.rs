@@ -251,12 +251,7 @@ fn child_main(
         if let Some(aff) = &plan.affinity {
             crate::sched::apply_initial_affinity(aff, 0)?;
         }
-        // SAFETY: an empty, initialised sigset.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        }
+        crate::spawn::reset_signals();
         match channel.recv::<ToInit>()? {
             Some(ToInit::Proceed { .. }) => {}
             // SAFETY: the parent is gone; leave quietly.

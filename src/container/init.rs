@@ -59,13 +59,8 @@ pub fn run(args: InitArgs<'_>) -> ! {
 
 fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     let plan = a.plan;
-    // The parent may have blocked signals; the container starts with none blocked.
-    // SAFETY: an empty, initialised sigset.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    // The container starts with no signal blocked or ignored.
+    crate::spawn::reset_signals();
 
     // The parent places us in the container's cgroups (and writes the
     // id maps) before we run anything that belongs to the container.
