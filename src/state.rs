@@ -53,6 +53,11 @@ pub struct ContainerState {
     /// What create made under /sys/fs/resctrl, removed by delete.
     #[serde(default)]
     pub rdt: Option<crate::rdt::RdtCleanup>,
+    /// Written while `create` is still at work (so that a create killed
+    /// half-way leaves a state `delete --force` can clean up): who is
+    /// creating it, as (pid, start time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<(i32, u64)>,
     /// The container's cgroup directories, resolved at create.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::CgroupHandle>,
@@ -234,6 +239,17 @@ impl Store {
 
     /// The status of a container, from the kernel's view of its init.
     pub fn status(&self, state: &ContainerState) -> Status {
+        if let Some((pid, start)) = state.creator {
+            let creator_alive = spawn::stat_start_time(pid)
+                .is_some_and(|(t, st)| t == start && st != 'Z' && st != 'X');
+            // A create that died half-way: nothing of it runs (delete kills
+            // whatever the cgroup still holds).
+            return if creator_alive {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
         if !init_alive(state) {
             return Status::Stopped;
         }
@@ -376,6 +392,7 @@ mod tests {
             process: None,
             seccomp: None,
             rdt: None,
+            creator: None,
             cgroup: None,
         };
         let _l = store.lock("c1").unwrap();

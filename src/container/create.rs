@@ -147,7 +147,31 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         // SAFETY: prctl with plain integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    let cgroup = cgroups::create(&HostCgroups::probe()?, &HostLimits::probe()?, &plan.cgroup)?;
+    let host_cgroups = HostCgroups::probe()?;
+    let own_pid = std::process::id() as i32;
+    let mut st = ContainerState {
+        oci_version: config::OCI_VERSION.to_string(),
+        id: plan.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.rootfs().to_path_buf(),
+        created: state::now_rfc3339(),
+        owner: owner_name(),
+        annotations: annotations.clone(),
+        poststart_hooks: plan.hooks.poststart.clone(),
+        poststop_hooks: plan.hooks.poststop.clone(),
+        own_pid_ns: plan.namespaces.pid != Disposition::Host,
+        cgroup: Some(CgroupHandle::resolve(&host_cgroups, &plan.cgroup.path)),
+        rdt: None,
+        process: spec.process().clone(),
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        creator: spawn::stat_start_time(own_pid).map(|(t, _)| (own_pid, t)),
+    };
+    // From here on, a create killed at any point leaves a state from which
+    // `delete --force` finds the cgroups (and so every process) to remove.
+    store.save(&st)?;
+    let cgroup = cgroups::create(&host_cgroups, &HostLimits::probe()?, &plan.cgroup)?;
     cleanup.cgroup = Some(cgroup.clone());
     // On cgroup v2 the init is born in its cgroup (CLONE_INTO_CGROUP);
     // v1 hierarchies are joined by the parent before the init proceeds.
@@ -258,24 +282,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
 
     let (start_time, _) = spawn::stat_start_time(pid)
         .ok_or_else(|| Error::msg(format!("container init (pid {pid}) vanished after setup")))?;
-    let st = ContainerState {
-        oci_version: config::OCI_VERSION.to_string(),
-        id: plan.id.clone(),
-        pid,
-        pid_start_time: start_time,
-        bundle: plan.bundle.clone(),
-        rootfs: plan.rootfs.rootfs().to_path_buf(),
-        created: state::now_rfc3339(),
-        owner: owner_name(),
-        annotations,
-        poststart_hooks: plan.hooks.poststart.clone(),
-        poststop_hooks: plan.hooks.poststop.clone(),
-        own_pid_ns: plan.namespaces.pid != Disposition::Host,
-        cgroup: Some(cgroup.clone()),
-        rdt: rdt_cleanup,
-        process: spec.process().clone(),
-        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-    };
+    st.pid = pid;
+    st.pid_start_time = start_time;
+    st.created = state::now_rfc3339();
+    st.cgroup = Some(cgroup.clone());
+    st.rdt = rdt_cleanup;
+    st.creator = None;
     store.save(&st)?;
 
     let console_master = match run_console {

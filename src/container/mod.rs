@@ -109,6 +109,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     match status {
         Status::Stopped => {}
         Status::Created => kill_and_wait(&st)?,
+        Status::Creating if force && st.pid == 0 => {}
         Status::Running | Status::Paused | Status::Creating if force => {
             if let Some(cg) = &st.cgroup {
                 // A frozen process cannot die: thaw first.
@@ -125,7 +126,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     if let Some(cg) = &st.cgroup {
         // Whatever the init left behind (without its own pid namespace its
         // children outlive it) goes with the container.
-        if status != Status::Stopped || force {
+        if status != Status::Stopped || force || st.creator.is_some() {
             cg.kill_all(nix::sys::signal::Signal::SIGKILL)?;
         }
         cg.destroy()
