@@ -129,7 +129,7 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<(u32, u32, 
     if g.is_none() {
         if let Some(e) = entry {
             for (_, g, members) in &gr {
-                if members.iter().any(|m| *m == e.name) {
+                if members.contains(&e.name) {
                     extra.push(*g);
                 }
             }

@@ -319,8 +319,7 @@ fn ls(store: &Store, format: &str) -> Result<()> {
         .map(|r| s(r, "tag").len())
         .max()
         .unwrap_or(0)
-        .max(3)
-        .min(20);
+        .clamp(3, 20);
     let _ = writeln!(
         out,
         "{:w$}  {:wt$}  {:19}  {:>8}  CREATED",

@@ -155,7 +155,8 @@ mod tests {
         let r = parse(&format!("127.0.0.1:5000/x/y@{d}")).unwrap();
         assert_eq!(r.registry(), "127.0.0.1:5000");
         assert_eq!(r.digest(), Some(d.as_str()));
-        assert!(parse("UPPER/case").is_err());
+        assert!(parse("Bad//Ref").is_err());
+        assert!(parse("library/UPPER").is_err());
     }
 
     #[test]

@@ -726,7 +726,7 @@ impl Applier {
 
     /// Directory times (and unprivileged, modes) once every layer is in.
     pub fn finish(mut self) -> Result<Vec<String>> {
-        let mut dirs: Vec<(Vec<u8>, (i64, Option<u32>))> = self.deferred.drain().collect();
+        let mut dirs: Vec<_> = self.deferred.drain().collect();
         // Deepest first, so setting a child's time does not touch a parent's after it.
         dirs.sort_by_key(|(p, _)| {
             std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + usize::from(!p.is_empty()))
