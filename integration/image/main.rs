@@ -61,8 +61,12 @@ static PIDS: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
 extern "C" fn cleanup() {
     if let Ok(pids) = PIDS.lock() {
         for (pid, dir) in pids.iter() {
-            // SAFETY: kill of a pid we started ourselves.
-            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+            // SAFETY: kill and reap of a child we started ourselves (reaped
+            // here, since this machine's init does not reap orphans).
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGKILL);
+                libc::waitpid(*pid as i32, std::ptr::null_mut(), 0);
+            }
             let _ = fs::remove_dir_all(dir);
         }
     }
