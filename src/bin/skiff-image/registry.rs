@@ -482,18 +482,27 @@ async fn fetch_blob(
                 d.size
             )));
         }
+        // tokio reports a failed background write (ENOSPC) only on the
+        // next write or flush, not on sync_data: flush first, or a short
+        // file whose in-memory hash matched would be renamed into place.
+        f.flush()
+            .await
+            .map_err(|e| Error::io("write blob", &tmp, e))?;
         f.sync_data()
             .await
             .map_err(|e| Error::io("fsync", &tmp, e))?;
         drop(f);
+        // From here on no await: a pull cancelled because a sibling
+        // download failed must not finish a rename after its rollback ran
+        // (a blocking-pool rename outlives the dropped future). A
+        // synchronous rename completes in this poll, and the caller records
+        // the blob as added in the same poll.
         if dest.exists() {
             // Another pull stored it meanwhile.
-            let _ = tokio::fs::remove_file(&tmp).await;
+            let _ = std::fs::remove_file(&tmp);
             return Ok(false);
         }
-        tokio::fs::rename(&tmp, &dest)
-            .await
-            .map_err(|e| Error::io("rename into place", &dest, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename into place", &dest, e))?;
         Ok(true)
     }
     .await;
