@@ -85,8 +85,8 @@ impl Drop for Cg {
             std::thread::sleep(Duration::from_millis(10));
             left = self.dirs();
         }
-        for d in &left {
-            let _ = fs::remove_dir(d);
+        if !left.is_empty() {
+            scrub(&left);
         }
         if let Err(p) = ctx_result {
             std::panic::resume_unwind(p);
@@ -98,6 +98,27 @@ impl Drop for Cg {
             } else {
                 panic!("{msg}");
             }
+        }
+    }
+}
+
+/// Last resort after a failed test: thaw what is frozen, SIGKILL the processes still in this
+/// test's own (unique) cgroup, and remove the directories, so the host stays clean.
+fn scrub(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = fs::write(d.join("freezer.state"), "THAWED");
+    }
+    for d in dirs {
+        for pid in cgroup_procs(d) {
+            // SAFETY: plain kill(2) on a pid listed in this test's cgroup (never pid 1: the
+            // cgroup is one the test created for its containers).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for d in dirs {
+        while fs::remove_dir(d).is_err() && d.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -1012,4 +1033,113 @@ fn bad_blkio_weight() {
         &["linux.resources.blockIO.weight", "5"],
         None,
     );
+}
+
+#[test]
+fn update_memory_and_swap_raised_together() {
+    // v1 needs memsw >= limit at every moment: raising both means writing memsw first.
+    let mut c = Cg::new("cg_update_swap");
+    c.set_args(&["sleep", "60"]);
+    c.resources(json!({"memory": {"limit": 64 * MB, "swap": 64 * MB}}));
+    start_main(&c);
+    c.rt(&["update", "--memory", "128m", "--memory-swap", "256m", &c.id])
+        .ok();
+    assert_eq!(
+        c.file("memory", "memory.limit_in_bytes"),
+        (128 * MB).to_string()
+    );
+    assert_eq!(
+        c.file("memory", "memory.memsw.limit_in_bytes"),
+        (256 * MB).to_string()
+    );
+    // And lowered together: the limit first.
+    c.rt(&["update", "--memory", "32m", "--memory-swap", "48m", &c.id])
+        .ok();
+    assert_eq!(
+        c.file("memory", "memory.limit_in_bytes"),
+        (32 * MB).to_string()
+    );
+    assert_eq!(
+        c.file("memory", "memory.memsw.limit_in_bytes"),
+        (48 * MB).to_string()
+    );
+}
+
+#[test]
+fn update_memory_past_swap_limit_refused() {
+    // Raising only the limit above memory+swap: the kernel refuses it (runc fails the same way);
+    // nothing may change.
+    let mut c = Cg::new("cg_update_swap1");
+    c.set_args(&["sleep", "60"]);
+    c.resources(json!({"memory": {"limit": 64 * MB, "swap": 64 * MB}}));
+    start_main(&c);
+    c.rt(&["update", "--memory", "128m", &c.id]).fails_with(
+        "linux.resources.memory.limit",
+        Some("memory.limit_in_bytes"),
+    );
+    assert_eq!(
+        c.file("memory", "memory.limit_in_bytes"),
+        (64 * MB).to_string()
+    );
+    assert_eq!(
+        c.file("memory", "memory.memsw.limit_in_bytes"),
+        (64 * MB).to_string()
+    );
+    assert_eq!(c.status(&c.id), "running");
+}
+
+#[test]
+fn update_paused_container() {
+    let mut c = Cg::new("cg_update_paused");
+    c.set_args(&["sleep", "60"]);
+    c.resources(json!({"pids": {"limit": 100}}));
+    start_main(&c);
+    c.rt(&["pause", &c.id]).ok();
+    c.rt(&["update", "--pids-limit", "55", &c.id]).ok();
+    assert_eq!(c.file("pids", "pids.max"), "55");
+    assert_eq!(c.status(&c.id), "paused");
+    c.rt(&["resume", &c.id]).ok();
+    assert_eq!(c.status(&c.id), "running");
+}
+
+#[test]
+fn commands_on_stopped_container() {
+    let mut c = Cg::new("cg_stopped_cmds");
+    c.set_args(&["true"]);
+    start_main(&c);
+    c.wait_status(&c.id, "stopped");
+    c.rt(&["events", "--stats", &c.id])
+        .fails_with("container not running", Some("is not running"));
+    c.rt(&["pause", &c.id])
+        .fails_with("container not running", Some("container not running"));
+    c.rt(&["resume", &c.id]).fails();
+}
+
+#[test]
+#[ignore = "bug: a paused created container reports status \"created\", resume refuses it, \
+            and delete --force leaves its frozen init and state dir (src/state.rs Store::status)"]
+fn pause_created_container() {
+    let mut c = Cg::new("cg_pause_created");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.rt(&["pause", &c.id]).ok();
+    assert_eq!(c.file("freezer", "freezer.state"), "FROZEN");
+    assert_eq!(c.status(&c.id), "paused");
+    c.rt(&["resume", &c.id]).ok();
+    assert_eq!(c.status(&c.id), "created");
+    c.start().ok();
+    assert_eq!(c.status(&c.id), "running");
+}
+
+#[test]
+#[ignore = "bug: delete --force of a frozen created container does not thaw it, so its init \
+            never dies (src/container/mod.rs delete, Status::Created branch)"]
+fn delete_force_of_paused_created_container() {
+    let mut c = Cg::new("cg_delete_paused_created");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.rt(&["pause", &c.id]).ok();
+    c.delete_id(&c.id, true).ok();
+    assert!(c.dirs().is_empty(), "left: {:?}", c.dirs());
+    c.assert_clean();
 }
