@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod cgroups;
 mod devices;
 mod errors;
 mod exec;

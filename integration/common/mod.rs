@@ -817,3 +817,48 @@ pub fn ns_link(pid: &str, kind: &str) -> String {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// Existing directories for the in-hierarchy cgroup path `path` (e.g. "/skiff/ID"), one per
+/// hierarchy mounted under /sys/fs/cgroup (v1 controllers, name=systemd, unified).
+pub fn cgroup_dirs_at(path: &str) -> Vec<PathBuf> {
+    let rel = path.trim_start_matches('/');
+    let mut found = Vec::new();
+    let Ok(hier) = fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    for h in hier.flatten() {
+        let p = h.path().join(rel);
+        if !rel.is_empty() && p.is_dir() {
+            found.push(p);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The cgroup directories of a live process on this host, from /proc/PID/cgroup: for each line
+/// (hierarchy name or controllers, path) the directory under /sys/fs/cgroup, e.g.
+/// "4:memory:/a" -> /sys/fs/cgroup/memory/a, "0::/a" -> /sys/fs/cgroup/unified/a.
+pub fn proc_cgroup_dirs(pid: i32) -> Vec<(String, PathBuf)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let unified_at_root = !Path::new("/sys/fs/cgroup/unified").is_dir();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrl, path) = (it.next()?, it.next()?, it.next()?);
+            let hier = if ctrl.is_empty() {
+                if unified_at_root {
+                    String::new()
+                } else {
+                    "unified".to_string()
+                }
+            } else {
+                ctrl.strip_prefix("name=").unwrap_or(ctrl).to_string()
+            };
+            let base = Path::new("/sys/fs/cgroup").join(&hier);
+            let rel = path.trim_start_matches('/');
+            let dir = if rel.is_empty() { base } else { base.join(rel) };
+            Some((ctrl.to_string(), dir))
+        })
+        .collect()
+}
