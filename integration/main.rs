@@ -18,5 +18,6 @@ mod list;
 mod mounts;
 mod namespaces;
 mod process;
+mod spec;
 mod state;
 mod terminal;

@@ -861,4 +861,85 @@ pub fn proc_cgroup_dirs(pid: i32) -> Vec<(String, PathBuf)> {
             Some((ctrl.to_string(), dir))
         })
         .collect()
+
+/// The fields of /proc/PID/stat after the command name: index 0 is the state (field 3 of
+/// proc(5)), so proc(5)'s field N is at index N-3 (nice 19 -> 16, rt_priority 40 -> 37,
+/// policy 41 -> 38).
+pub fn proc_stat_fields(pid: i32) -> Vec<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_text_fields(&stat)
+}
+
+/// Like `proc_stat_fields`, for a stat line read elsewhere (e.g. printed from inside).
+pub fn stat_text_fields(stat: &str) -> Vec<String> {
+    match stat.rfind(')') {
+        Some(i) => stat[i + 1..].split_whitespace().map(String::from).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Run a host command (not the runtime), capturing its output.
+pub fn host_cmd(prog: &str, args: &[&str]) -> Out {
+    let what = format!("{prog} {}", args.join(" "));
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    Out::from(
+        what,
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A host network device made by a test (`ip link add ...`); deleted on drop if it still
+/// exists in the host namespace (deleting one end of a veth pair removes both).
+pub struct HostLink {
+    pub name: String,
+}
+
+impl HostLink {
+    /// A unique, valid (at most 15 bytes) interface name for this test process.
+    pub fn fresh_name(tag: &str) -> String {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("sk{tag}{}x{n}", std::process::id() % 100_000);
+        assert!(name.len() <= 15, "interface name {name} too long");
+        name
+    }
+
+    pub fn exists(name: &str) -> bool {
+        Path::new("/sys/class/net").join(name).exists()
+    }
+
+    /// A veth pair `a` <-> `b`, both down, no addresses.
+    #[track_caller]
+    pub fn veth(a: &str, b: &str) -> (HostLink, HostLink) {
+        host_cmd("ip", &["link", "add", a, "type", "veth", "peer", "name", b]).ok();
+        (
+            HostLink {
+                name: a.to_string(),
+            },
+            HostLink {
+                name: b.to_string(),
+            },
+        )
+    }
+
+    /// A fresh veth pair named after `tag`: (the end to use, its peer).
+    #[track_caller]
+    pub fn fresh_veth(tag: &str) -> (HostLink, HostLink) {
+        let a = Self::fresh_name(tag);
+        let b = Self::fresh_name("p");
+        Self::veth(&a, &b)
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        if Self::exists(&self.name) {
+            let _ = host_cmd("ip", &["link", "del", &self.name]);
+        }
+    }
 }
