@@ -861,6 +861,7 @@ pub fn proc_cgroup_dirs(pid: i32) -> Vec<(String, PathBuf)> {
             Some((ctrl.to_string(), dir))
         })
         .collect()
+}
 
 /// The fields of /proc/PID/stat after the command name: index 0 is the state (field 3 of
 /// proc(5)), so proc(5)'s field N is at index N-3 (nice 19 -> 16, rt_priority 40 -> 37,
