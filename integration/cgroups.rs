@@ -747,8 +747,6 @@ fn kill_all_without_pid_namespace() {
 /// runc's delete kills what a container without its own pid namespace left in its cgroup
 /// after its init exited; without that the cgroup cannot be removed.
 #[test]
-#[ignore = "bug: delete of a stopped container does not kill processes left in its cgroup \
-            (no pid namespace), so rmdir fails with EBUSY (src/container/mod.rs delete)"]
 fn delete_stopped_kills_leftovers_without_pid_namespace() {
     let mut c = Cg::new("cg_delete_leftover");
     let (_, _, bg, bs) = shared_pidns_container(&mut c, "sleep 61 & echo bg=$!");
@@ -1116,8 +1114,6 @@ fn commands_on_stopped_container() {
 }
 
 #[test]
-#[ignore = "bug: a paused created container reports status \"created\", resume refuses it, \
-            and delete --force leaves its frozen init and state dir (src/state.rs Store::status)"]
 fn pause_created_container() {
     let mut c = Cg::new("cg_pause_created");
     c.set_args(&["sleep", "60"]);
@@ -1132,8 +1128,6 @@ fn pause_created_container() {
 }
 
 #[test]
-#[ignore = "bug: delete --force of a frozen created container does not thaw it, so its init \
-            never dies (src/container/mod.rs delete, Status::Created branch)"]
 fn delete_force_of_paused_created_container() {
     let mut c = Cg::new("cg_delete_paused_created");
     c.set_args(&["sleep", "60"]);

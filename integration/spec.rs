@@ -442,7 +442,6 @@ fn exec_cpu_affinity_for_exec_process() {
 /// config.json accepts the spec's spellings (empty "final", SCHED_FLAG_RESET_ON_FORK) through
 /// a fix-up pass that `exec --process` does not run.
 #[test]
-#[ignore = "bug: exec --process FILE skips the runtime-spec spelling fix-up (src/container/exec.rs process_from_file never calls sched::fixup_spec_json(_, true)): an empty execCPUAffinity.final is refused"]
 fn exec_process_json_empty_final_affinity() {
     skiff_only!("runc 1.1 ignores process.execCPUAffinity");
     let mut c = Ctx::new("affinity_exec_empty");
@@ -464,7 +463,6 @@ fn exec_process_json_empty_final_affinity() {
 }
 
 #[test]
-#[ignore = "bug: exec --process FILE skips the runtime-spec spelling fix-up (src/container/exec.rs process_from_file never calls sched::fixup_spec_json(_, true)): SCHED_FLAG_RESET_ON_FORK is refused"]
 fn exec_process_json_scheduler_flag_spec_spelling() {
     skiff_only!("runc 1.1 ignores process.scheduler");
     let mut c = Ctx::new("sched_exec_flag");
@@ -472,8 +470,9 @@ fn exec_process_json_scheduler_flag_spec_spelling() {
     c.create_ok();
     c.start().ok();
     let p = write_process_json(&c, "p.json", |p| {
-        p["args"] = json!(["sh", "-c", "cat /proc/$$/stat; cat /proc/self/stat"]);
-        p["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 2,
+        p["args"] = json!(["sh", "-c", "cat /proc/$$/stat; cat /proc/self/stat; true"]);
+        // sched(7): reset-on-fork resets RT policies and *negative* nice values.
+        p["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": -5,
                                 "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
     });
     let out = c.rt(&["exec", "--process", &p, &c.id]);
@@ -481,7 +480,7 @@ fn exec_process_json_scheduler_flag_spec_spelling() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         sched_of(&stat_text_fields(lines[0])),
-        (SCHED_BATCH, 2, 0),
+        (SCHED_OTHER, -5, 0),
         "{out:?}"
     );
     // Reset on fork: the child is back to SCHED_OTHER, nice 0.
@@ -861,7 +860,6 @@ fn annotations_absent_is_empty_or_missing() {
 
 /// SELinux is not enabled here: a mount label cannot be applied and must not be dropped.
 #[test]
-#[ignore = "bug: linux.mountLabel is silently ignored (not read anywhere in src/); without SELinux it must be refused naming the field"]
 fn mount_label_refused_without_selinux() {
     skiff_only!("runc 1.1 ignores mountLabel without SELinux");
     if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
@@ -996,7 +994,6 @@ fn cgroup_v1_less_common_resource_fields() {
 /// cgroup v1 memory.use_hierarchy is always 1 on current kernels: a config asking for
 /// false cannot be honoured and must be refused, not dropped.
 #[test]
-#[ignore = "bug: linux.resources.memory.useHierarchy is silently ignored (never read in src/cgroups): false should be refused naming the field"]
 fn memory_use_hierarchy_false_refused() {
     skiff_only!("runc 1.1 writes use_hierarchy");
     let mut c = Ctx::new("use_hierarchy");

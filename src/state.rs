@@ -253,15 +253,17 @@ impl Store {
         if !init_alive(state) {
             return Status::Stopped;
         }
-        if self.dir(&state.id).join(START_SOCKET).exists() {
-            return Status::Created;
-        }
+        // A frozen container is paused whether or not it was started
+        // (resume returns a created one to `created`).
         if state
             .cgroup
             .as_ref()
             .is_some_and(|cg| cg.is_frozen().unwrap_or(false))
         {
             return Status::Paused;
+        }
+        if self.dir(&state.id).join(START_SOCKET).exists() {
+            return Status::Created;
         }
         Status::Running
     }

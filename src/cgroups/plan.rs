@@ -250,6 +250,14 @@ impl CgroupPlan {
             #[allow(deprecated)]
             limit_ok(m.kernel(), &format!("{R}.memory.kernel"))?;
             limit_ok(m.kernel_tcp(), &format!("{R}.memory.kernelTCP"))?;
+            // Kernels since 5.10 (v1) and cgroup v2 always account
+            // hierarchically; turning it off is no longer possible.
+            if m.use_hierarchy() == Some(false) {
+                return Err(cfg(
+                    format!("{R}.memory.useHierarchy"),
+                    "false is not possible: the kernel always accounts memory hierarchically",
+                ));
+            }
             if let Some(s) = m.swappiness() {
                 if s > 100 {
                     return Err(cfg(

@@ -390,6 +390,20 @@ pub fn process_from_file(path: &Path) -> Result<Process> {
     } else {
         std::fs::read(path).map_err(|e| Error::io("read --process", path, e))?
     };
+    if crate::sched::spec_needs_fixup(&bytes) {
+        // runtime-spec spellings oci-spec does not read: go through a Value.
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::msg(format!("{}: malformed JSON: {e}", path.display())))?;
+        crate::sched::fixup_spec_json(&mut value, true);
+        return serde_path_to_error::deserialize(value).map_err(|e| {
+            Error::msg(format!(
+                "{}: invalid process: {}: {}",
+                path.display(),
+                e.path(),
+                e.inner()
+            ))
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         Error::msg(format!(

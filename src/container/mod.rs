@@ -106,15 +106,21 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     let status = store.status(&st);
+    let thaw = || {
+        if let Some(cg) = &st.cgroup {
+            // A frozen process cannot die: thaw first.
+            let _ = cg.thaw();
+        }
+    };
     match status {
         Status::Stopped => {}
-        Status::Created => kill_and_wait(&st)?,
+        Status::Created => {
+            thaw();
+            kill_and_wait(&st)?
+        }
         Status::Creating if force && st.pid == 0 => {}
         Status::Running | Status::Paused | Status::Creating if force => {
-            if let Some(cg) = &st.cgroup {
-                // A frozen process cannot die: thaw first.
-                let _ = cg.thaw();
-            }
+            thaw();
             kill_and_wait(&st)?
         }
         other => {
@@ -126,7 +132,9 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     if let Some(cg) = &st.cgroup {
         // Whatever the init left behind (without its own pid namespace its
         // children outlive it) goes with the container.
-        if status != Status::Stopped || force || st.creator.is_some() {
+        // Without a pid namespace of its own, the init's children outlive
+        // it: whatever the cgroup still holds goes with the container.
+        if !cg.pids()?.is_empty() {
             cg.kill_all(nix::sys::signal::Signal::SIGKILL)?;
         }
         cg.destroy()

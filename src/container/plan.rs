@@ -125,6 +125,21 @@ impl ContainerPlan {
                 "requires the container to have its own uts namespace",
             ));
         }
+        if let Some(label) = linux
+            .and_then(|l| l.mount_label().as_deref())
+            .filter(|l| !l.is_empty())
+        {
+            if !crate::lsm::selinux_enabled() {
+                return Err(Error::config(
+                    "linux.mountLabel",
+                    "SELinux is not enabled on this host",
+                ));
+            }
+            return Err(Error::config(
+                "linux.mountLabel",
+                format!("{label:?}: SELinux mount labels are not applied by skiff; refusing rather than mounting unlabeled"),
+            ));
+        }
         let sysctl = SysctlPlan::from_spec(linux.and_then(|l| l.sysctl().as_ref()), &namespaces)?;
         let process = spec
             .process()
