@@ -36,6 +36,7 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
     }
     // SAFETY: fd was just opened and nothing else owns it.
     let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    check_multiplexer(&master)?;
 
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads one int from a valid pointer.
@@ -107,14 +108,6 @@ fn check_container_pty(master: &OwnedFd, peer: &OwnedFd) -> Result<()> {
     use crate::rootfs::procfs::{fs_type, fstat, DEVPTS_SUPER_MAGIC};
     use std::os::fd::AsFd;
     let m = fstat(master.as_fd()).map_err(|e| Error::sys_path("stat", PTMX, e))?;
-    if m.st_mode & libc::S_IFMT != libc::S_IFCHR
-        || libc::major(m.st_rdev) != 5
-        || libc::minor(m.st_rdev) != 2
-    {
-        return Err(Error::msg(
-            "/dev/ptmx is not the pty multiplexer (5:2): refusing it",
-        ));
-    }
     // SAFETY: NUL-terminated literal path; the fd is owned below.
     let pts = unsafe {
         libc::open(
@@ -147,6 +140,22 @@ fn check_container_pty(master: &OwnedFd, peer: &OwnedFd) -> Result<()> {
     {
         return Err(Error::msg(
             "the pty opened through /dev/ptmx is not on the container's /dev/pts: refusing it",
+        ));
+    }
+    Ok(())
+}
+
+/// Before any ioctl: what /dev/ptmx opened must be the multiplexer.
+fn check_multiplexer(master: &OwnedFd) -> Result<()> {
+    use std::os::fd::AsFd;
+    let m = crate::rootfs::procfs::fstat(master.as_fd())
+        .map_err(|e| Error::sys_path("stat", PTMX, e))?;
+    if m.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || libc::major(m.st_rdev) != 5
+        || libc::minor(m.st_rdev) != 2
+    {
+        return Err(Error::msg(
+            "/dev/ptmx is not the pty multiplexer (5:2): refusing it",
         ));
     }
     Ok(())
@@ -536,5 +545,30 @@ mod tests {
         let n = unsafe { libc::read(master.as_raw_fd(), out.as_mut_ptr() as *mut _, 16) };
         assert!(n > 0);
         assert_eq!(&out[..n as usize], b"hi\r\n");
+    }
+
+    #[test]
+    fn refuses_a_ptmx_that_is_not_the_multiplexer() {
+        let (a, _b) = pair();
+        let code = in_child(|| {
+            use nix::mount::{mount, MsFlags};
+            let none = None::<&str>;
+            // SAFETY: unshare with a plain flag in a forked test child.
+            if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0
+                || mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).is_err()
+            {
+                return 5;
+            }
+            // An image's /dev/ptmx that leads to some other device.
+            if mount(Some("/dev/null"), "/dev/ptmx", none, MsFlags::MS_BIND, none).is_err() {
+                return 6;
+            }
+            match setup_console(a.as_fd(), None) {
+                Err(e) if e.to_string().contains("not the pty multiplexer") => 0,
+                Err(_) => 2,
+                Ok(()) => 3,
+            }
+        });
+        assert_eq!(code, 0);
     }
 }

@@ -59,6 +59,13 @@ mod paths;
 pub mod procfs;
 
 pub use idmap::{idmap_supported, IdmappedMounts};
+
+/// Whether every option in `opts` is one skiff knows (none of them goes to
+/// the filesystem as data); errors as for a mount's options.
+pub fn parse_mount_options(opts: &[String]) -> Result<bool> {
+    let o = options::parse(opts, "options")?;
+    Ok(o.data.is_empty())
+}
 pub use procfs::{open_proc_file, open_proc_root, verify_cwd_inside_root, write_proc_file};
 
 #[cfg(test)]

@@ -710,7 +710,7 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(p.idmap.unwrap().recursive, false);
+        assert!(!p.idmap.unwrap().recursive);
         // The container's mapping.
         let p = plan_(
             &m(r#"{"destination":"/x","type":"bind","source":"/y","options":["idmap"]}"#),
