@@ -17,5 +17,6 @@ mod list;
 mod mounts;
 mod namespaces;
 mod process;
+mod rootless;
 mod state;
 mod terminal;
