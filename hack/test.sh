@@ -13,7 +13,7 @@ source hack/lib.sh
 need_root
 need_cargo
 # busybox-static for the rootfs fixture.
-apt_install busybox-static
+apt_install busybox-static uidmap
 
 ./hack/mkrootfs.sh "${SKIFF_TEST_ROOTFS:-$repo/fixtures/busybox-rootfs}"
 

@@ -36,6 +36,7 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
     }
     // SAFETY: fd was just opened and nothing else owns it.
     let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    check_multiplexer(&master)?;
 
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads one int from a valid pointer.
@@ -44,7 +45,8 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
     }
 
     let peer = open_peer(&master)?;
-    bind_dev_console(&master)?;
+    check_container_pty(&master, &peer)?;
+    bind_dev_console(&peer)?;
 
     // SAFETY: setsid has no arguments; the init is not a group leader.
     if unsafe { libc::setsid() } < 0 {
@@ -95,38 +97,132 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
     Ok(())
 }
 
-/// Make /dev/console the container's pty, as runc does: programs that
-/// write to the console (init systems, getty) reach the terminal. The
-/// target is created without following symlinks, so the rootfs cannot aim
-/// the bind mount at another file.
-fn bind_dev_console(master: &OwnedFd) -> Result<()> {
-    let mut n: libc::c_uint = 0;
-    // SAFETY: TIOCGPTN writes one unsigned int to a valid pointer.
-    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) } != 0 {
-        return Err(ioctl_err("ptsname (ioctl TIOCGPTN)"));
-    }
-    // SAFETY: literal path; O_NOFOLLOW refuses a symlink planted at /dev/console.
-    let fd = unsafe {
+/// The pty must come from the container's own devpts: /dev/ptmx (in the
+/// rootfs image's control until now) must have opened the pty multiplexer
+/// (5:2), the peer must live on a devpts, and that devpts must be the one
+/// mounted on /dev/pts (with /dev/ptmx a symlink to pts/ptmx, the master is
+/// on it too). Otherwise a planted /dev/ptmx or /dev/pts could hand the
+/// container a terminal of another devpts, or make skiff open a file that
+/// is not a pty at all.
+fn check_container_pty(master: &OwnedFd, peer: &OwnedFd) -> Result<()> {
+    use crate::rootfs::procfs::{fs_type, fstat, DEVPTS_SUPER_MAGIC};
+    use std::os::fd::AsFd;
+    let m = fstat(master.as_fd()).map_err(|e| Error::sys_path("stat", PTMX, e))?;
+    // SAFETY: NUL-terminated literal path; the fd is owned below.
+    let pts = unsafe {
         libc::open(
-            c"/dev/console".as_ptr(),
-            libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_RDONLY | libc::O_NOCTTY,
-            0o600 as libc::c_uint,
+            c"/dev/pts".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if pts < 0 {
+        return Err(Error::sys_path("open", "/dev/pts", Errno::last()));
+    }
+    // SAFETY: just opened, owned by nobody else.
+    let pts = unsafe { OwnedFd::from_raw_fd(pts) };
+    let pts_type = fs_type(pts.as_fd()).map_err(|e| Error::sys_path("statfs", "/dev/pts", e))?;
+    let pts_dev = fstat(pts.as_fd())
+        .map_err(|e| Error::sys_path("stat", "/dev/pts", e))?
+        .st_dev;
+    if pts_type != DEVPTS_SUPER_MAGIC {
+        return Err(Error::msg(
+            "/dev/pts is not a devpts filesystem: refusing the console",
+        ));
+    }
+    let peer_type = fs_type(peer.as_fd()).map_err(|e| Error::sys("statfs pty peer", e))?;
+    let peer_dev = fstat(peer.as_fd())
+        .map_err(|e| Error::sys("stat pty peer", e))?
+        .st_dev;
+    let master_type = fs_type(master.as_fd()).map_err(|e| Error::sys_path("statfs", PTMX, e))?;
+    if peer_type != DEVPTS_SUPER_MAGIC
+        || peer_dev != pts_dev
+        || (master_type == DEVPTS_SUPER_MAGIC && m.st_dev != pts_dev)
+    {
+        return Err(Error::msg(
+            "the pty opened through /dev/ptmx is not on the container's /dev/pts: refusing it",
+        ));
+    }
+    Ok(())
+}
+
+/// Before any ioctl: what /dev/ptmx opened must be the multiplexer.
+fn check_multiplexer(master: &OwnedFd) -> Result<()> {
+    use std::os::fd::AsFd;
+    let m = crate::rootfs::procfs::fstat(master.as_fd())
+        .map_err(|e| Error::sys_path("stat", PTMX, e))?;
+    if m.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || libc::major(m.st_rdev) != 5
+        || libc::minor(m.st_rdev) != 2
+    {
+        return Err(Error::msg(
+            "/dev/ptmx is not the pty multiplexer (5:2): refusing it",
+        ));
+    }
+    Ok(())
+}
+
+/// Make /dev/console the container's pty, as runc does: programs that
+/// write to the console (init systems, getty) reach the terminal. /dev is
+/// checked not to lead into procfs or sysfs, /dev/console is created (or
+/// opened) without following a symlink, and the pty is attached by fd
+/// (open_tree of the peer, move_mount onto the opened console): the rootfs
+/// cannot aim the bind mount at another file (the CVE-2025-52565 class).
+fn bind_dev_console(peer: &OwnedFd) -> Result<()> {
+    use crate::rootfs::newmount;
+    use std::os::fd::AsFd;
+    // SAFETY: NUL-terminated literal path; the fd is owned below.
+    let dev = unsafe {
+        libc::open(
+            c"/dev".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dev < 0 {
+        return Err(Error::sys_path("open", "/dev", Errno::last()));
+    }
+    // SAFETY: just opened, owned by nobody else.
+    let dev = unsafe { OwnedFd::from_raw_fd(dev) };
+    crate::rootfs::procfs::refuse_kernel_fs(dev.as_fd(), b"/dev")?;
+    // SAFETY: `dev` is an open directory fd, the name a single component;
+    // mknodat never follows a symlink.
+    let r = unsafe {
+        libc::mknodat(
+            dev.as_raw_fd(),
+            c"console".as_ptr(),
+            libc::S_IFREG | 0o600,
+            0,
+        )
+    };
+    if r < 0 && Errno::last() != Errno::EEXIST {
+        return Err(Error::sys_path("create", "/dev/console", Errno::last()));
+    }
+    // O_PATH: an existing node is never opened as a device; O_NOFOLLOW
+    // refuses a symlink planted at /dev/console.
+    // SAFETY: as above.
+    let fd = unsafe {
+        libc::openat(
+            dev.as_raw_fd(),
+            c"console".as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         )
     };
     if fd < 0 {
-        return Err(Error::sys_path("create", "/dev/console", Errno::last()));
+        return Err(Error::sys_path("open", "/dev/console", Errno::last()));
     }
-    // SAFETY: just opened; closing our own fd.
-    unsafe { libc::close(fd) };
-    let source = format!("/dev/pts/{n}");
-    nix::mount::mount(
-        Some(source.as_str()),
-        "/dev/console",
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| Error::sys_path(format!("bind {source} to"), "/dev/console", e))
+    // SAFETY: just opened, owned by nobody else.
+    let console = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = crate::rootfs::procfs::fstat(console.as_fd())
+        .map_err(|e| Error::sys_path("stat", "/dev/console", e))?;
+    let ft = st.st_mode & libc::S_IFMT;
+    if ft != libc::S_IFREG && ft != libc::S_IFCHR {
+        return Err(Error::msg(
+            "/dev/console exists and is neither a file nor a device (a symlink?): refusing it",
+        ));
+    }
+    let tree = newmount::clone_of(peer.as_fd(), false)
+        .map_err(|e| Error::sys("bind the pty to /dev/console (open_tree)", e))?;
+    newmount::move_onto(tree.as_fd(), console.as_fd())
+        .map_err(|e| Error::sys_path("bind the pty to (move_mount)", "/dev/console", e))
 }
 
 /// The pts peer of `master`: TIOCGPTPEER (Linux 4.13+) opens it without a
@@ -449,5 +545,30 @@ mod tests {
         let n = unsafe { libc::read(master.as_raw_fd(), out.as_mut_ptr() as *mut _, 16) };
         assert!(n > 0);
         assert_eq!(&out[..n as usize], b"hi\r\n");
+    }
+
+    #[test]
+    fn refuses_a_ptmx_that_is_not_the_multiplexer() {
+        let (a, _b) = pair();
+        let code = in_child(|| {
+            use nix::mount::{mount, MsFlags};
+            let none = None::<&str>;
+            // SAFETY: unshare with a plain flag in a forked test child.
+            if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0
+                || mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).is_err()
+            {
+                return 5;
+            }
+            // An image's /dev/ptmx that leads to some other device.
+            if mount(Some("/dev/null"), "/dev/ptmx", none, MsFlags::MS_BIND, none).is_err() {
+                return 6;
+            }
+            match setup_console(a.as_fd(), None) {
+                Err(e) if e.to_string().contains("not the pty multiplexer") => 0,
+                Err(_) => 2,
+                Ok(()) => 3,
+            }
+        });
+        assert_eq!(code, 0);
     }
 }

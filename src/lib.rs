@@ -38,3 +38,4 @@ pub mod sync;
 pub mod sysctl;
 pub mod tty;
 pub mod user;
+pub mod userns;

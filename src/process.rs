@@ -21,10 +21,8 @@ const OOM_SCORE_ADJ: &str = "/proc/self/oom_score_adj";
 
 /// Writes `process.oomScoreAdj` to /proc/self/oom_score_adj.
 pub fn set_oom_score_adj(v: i32) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(OOM_SCORE_ADJ)
-        .map_err(|e| Error::io("open", OOM_SCORE_ADJ, e))?;
+    // Through a checked procfs: the write must reach the kernel's knob.
+    let mut f = crate::rootfs::open_proc_file(OOM_SCORE_ADJ, libc::O_WRONLY)?;
     // One write call: the kernel parses the value from a single write.
     let mut buf = itoa_buf(v);
     let text = buf.as_str();

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::namespaces::{Disposition, NamespacePlan};
 
 #[derive(Debug, Clone, Default)]
@@ -58,13 +58,14 @@ impl SysctlPlan {
         self.entries.is_empty()
     }
 
-    /// Write every value; runs in the container after pivot_root.
+    /// Write every value; runs in the container after pivot_root. Each
+    /// file is opened through `rootfs::open_proc_file`: /proc must be a
+    /// real procfs and nothing mounted over it may redirect the write.
     pub fn apply(&self) -> Result<()> {
         for (key, rel, value) in &self.entries {
             let path = format!("/{rel}");
-            std::fs::write(&path, value.as_bytes()).map_err(|e| {
-                Error::io(format!("linux.sysctl.{key}: write {value:?} to"), &path, e)
-            })?;
+            crate::rootfs::write_proc_file(&path, value.as_bytes())
+                .with_context(|| format!("linux.sysctl.{key}"))?;
         }
         Ok(())
     }

@@ -32,6 +32,13 @@ struct Cli {
     /// Use the systemd cgroup driver (not available: skiff manages cgroupfs)
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto (auto: when not running as root)
+    #[arg(
+        long = "rootless",
+        id = "global_rootless",
+        value_name = "true|false|auto"
+    )]
+    rootless: Option<String>,
     /// Print the version and exit
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -389,6 +396,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let rootless = match skiff::userns::Rootless::parse(cli.rootless.as_deref()) {
+        // SAFETY: geteuid cannot fail.
+        Ok(r) => r.enabled(unsafe { libc::geteuid() }),
+        Err(e) => {
+            logging::report_error(&e.to_string());
+            return ExitCode::from(1);
+        }
+    };
+    ROOTLESS.store(rootless, std::sync::atomic::Ordering::Relaxed);
     let store = Store::new(cli.root.clone().unwrap_or_else(default_root));
     match dispatch(&store, command) {
         Ok(code) => ExitCode::from(code),
@@ -408,6 +424,9 @@ fn print_version() {
     println!("spec: {}", skiff::config::OCI_VERSION);
 }
 
+/// The global --rootless decision, made once in main.
+static ROOTLESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn create_options(args: &CreateArgs, attach_terminal: bool) -> Result<CreateOptions> {
     let bundle = args.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
     Ok(CreateOptions {
@@ -420,6 +439,7 @@ fn create_options(args: &CreateArgs, attach_terminal: bool) -> Result<CreateOpti
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,
         attach_terminal,
+        rootless: ROOTLESS.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
 

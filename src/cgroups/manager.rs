@@ -170,6 +170,50 @@ pub fn create(host: &HostCgroups, limits: &HostLimits, plan: &CgroupPlan) -> Res
     Ok(handle)
 }
 
+/// `create` for a possibly rootless runtime (runc's `--rootless`): when
+/// `rootless` and the cgroup cannot be created for lack of permission, the
+/// container runs without a cgroup of its own (an empty handle, see
+/// [`CgroupHandle::is_empty`]) — unless the config asks for resource
+/// limits, which then fail with an error saying so.
+pub fn create_for(
+    host: &HostCgroups,
+    limits: &HostLimits,
+    plan: &CgroupPlan,
+    rootless: bool,
+) -> Result<CgroupHandle> {
+    match create(host, limits, plan) {
+        Err(e) if rootless && is_permission_error(&e) => {
+            if let Some(field) = plan.limits_asked() {
+                return Err(Error::Context {
+                    context: format!(
+                        "rootless container: {field} needs a cgroup, and this user may not \
+                         create one (delegate a writable cgroup, or remove the limits)"
+                    ),
+                    source: Box::new(e),
+                });
+            }
+            log::debug!("rootless: running without a cgroup: {e}");
+            Ok(CgroupHandle {
+                path: plan.path.clone(),
+                dirs: Vec::new(),
+            })
+        }
+        r => r,
+    }
+}
+
+fn is_permission_error(e: &Error) -> bool {
+    matches!(e.errno(), Some(Errno::EACCES | Errno::EPERM | Errno::EROFS))
+}
+
+impl CgroupHandle {
+    /// No directory at all: a rootless container that runs without a
+    /// cgroup (record `None` in the state then).
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+}
+
 fn open_dir(p: &Path) -> Result<OwnedFd> {
     let f = std::fs::OpenOptions::new()
         .read(true)

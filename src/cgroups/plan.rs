@@ -241,6 +241,33 @@ impl CgroupPlan {
         Ok(plan)
     }
 
+    /// The first resource limit the config asks for (devices rules aside:
+    /// a rootless container without a cgroup has no device cgroup, and its
+    /// user namespace already keeps it from creating device nodes).
+    pub fn limits_asked(&self) -> Option<&'static str> {
+        let r = &self.resources;
+        let unified = r.unified().as_ref().is_some_and(|u| !u.is_empty());
+        [
+            (r.memory().is_some(), "linux.resources.memory"),
+            (r.cpu().is_some(), "linux.resources.cpu"),
+            (r.pids().is_some(), "linux.resources.pids"),
+            (r.block_io().is_some(), "linux.resources.blockIO"),
+            (
+                r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+                "linux.resources.hugepageLimits",
+            ),
+            (r.network().is_some(), "linux.resources.network"),
+            (
+                r.rdma().as_ref().is_some_and(|h| !h.is_empty()),
+                "linux.resources.rdma",
+            ),
+            (unified, "linux.resources.unified"),
+        ]
+        .into_iter()
+        .find(|(asked, _)| *asked)
+        .map(|(_, f)| f)
+    }
+
     /// Validate resources alone (for `update`; devices are left as they are).
     pub fn from_resources(path: String, r: LinuxResources) -> Result<CgroupPlan> {
         if let Some(m) = r.memory() {

@@ -367,3 +367,48 @@ fn stats_json_uses_runc_names() {
 
 #[path = "root_tests.rs"]
 mod root_tests;
+
+#[test]
+fn rootless_skips_an_unwritable_cgroup_unless_limits_are_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host = fake_v1(tmp.path());
+    let plain = CgroupPlan::from_spec(
+        &spec(serde_json::json!({"resources": {"devices": [{"allow": false, "access": "rwm"}]}})),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(plain.limits_asked(), None);
+    let limited = CgroupPlan::from_spec(&spec(serde_json::from_str(RES).unwrap()), "x").unwrap();
+    assert_eq!(limited.limits_asked(), Some("linux.resources.memory"));
+    let code = crate::process::testing::in_child(|| {
+        // SAFETY: plain id syscall in a forked child.
+        if unsafe { libc::setresuid(65534, 65534, 65534) } != 0 {
+            return 2;
+        }
+        let Ok(h) = create_for(&host, &limits(), &plain, true) else {
+            return 3;
+        };
+        if !h.is_empty() || h.add_pid(1).is_err() || !matches!(h.v2_dir_fd(), Ok(None)) {
+            return 4;
+        }
+        if create_for(&host, &limits(), &plain, false).is_ok() {
+            return 5;
+        }
+        match create_for(&host, &limits(), &limited, true) {
+            Err(e)
+                if e.to_string()
+                    .starts_with("rootless container: linux.resources.memory") =>
+            {
+                0
+            }
+            _ => 6,
+        }
+    });
+    assert_eq!(code, 0);
+}

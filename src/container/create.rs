@@ -74,6 +74,7 @@ impl Drop for Cleanup<'_> {
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     state::validate_id(&opts.id)?;
     let spec = config::load(&opts.bundle)?;
+    crate::userns::check(&spec)?;
     let plan = ContainerPlan::from_spec(&spec, opts)?;
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
 
@@ -171,7 +172,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // From here on, a create killed at any point leaves a state from which
     // `delete --force` finds the cgroups (and so every process) to remove.
     store.save(&st)?;
-    let cgroup = cgroups::create(&host_cgroups, &HostLimits::probe()?, &plan.cgroup)?;
+    let idmapped = crate::rootfs::IdmappedMounts::prepare(&plan.rootfs)?;
+    let cgroup = cgroups::create_for(
+        &host_cgroups,
+        &HostLimits::probe()?,
+        &plan.cgroup,
+        opts.rootless,
+    )?;
     cleanup.cgroup = Some(cgroup.clone());
     // On cgroup v2 the init is born in its cgroup (CLONE_INTO_CGROUP);
     // v1 hierarchies are joined by the parent before the init proceeds.
@@ -194,6 +201,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
             start_listener: listener.as_raw_fd(),
             console: console_for_init,
             ns_files: &ns_files,
+            idmapped: &idmapped,
             close_fds: &[lock.raw_fd(), parent_end.raw_fd()],
         }),
         other => other,
@@ -223,7 +231,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // The child waits for this go-ahead before running anything of the
     // container's: it must be in the cgroups, and its id maps written.
     if plan.namespaces.user == Disposition::New {
-        write_id_maps(pid, &plan)?;
+        crate::userns::write_id_maps(pid, &plan.uid_map, &plan.gid_map)?;
     }
     if placed_into_v2 {
         cgroup.add_pid_v1(pid)?;
@@ -285,7 +293,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     st.pid = pid;
     st.pid_start_time = start_time;
     st.created = state::now_rfc3339();
-    st.cgroup = Some(cgroup.clone());
+    st.cgroup = (!cgroup.is_empty()).then(|| cgroup.clone());
     st.rdt = rdt_cleanup;
     st.creator = None;
     store.save(&st)?;
@@ -350,16 +358,6 @@ fn init_failed(msg: Option<ToParent>, pid: i32) -> Error {
             "container init (pid {pid}) exited during setup without a reason"
         )),
     }
-}
-
-fn write_id_maps(pid: i32, plan: &ContainerPlan) -> Result<()> {
-    for (file, text) in [("uid_map", &plan.uid_map), ("gid_map", &plan.gid_map)] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text.as_bytes())
-            .map_err(|e| Error::io("write", &path, e))
-            .with_context(|| format!("linux.{}Mappings", &file[..3]))?;
-    }
-    Ok(())
 }
 
 /// runc-compat: the decimal pid, no newline, written atomically.

@@ -36,6 +36,8 @@ pub struct InitArgs<'a> {
     pub start_listener: RawFd,
     pub console: Option<RawFd>,
     pub ns_files: &'a [NamespaceFile],
+    /// Idmapped mounts the parent prepared (detached), attached by the init.
+    pub idmapped: &'a crate::rootfs::IdmappedMounts,
     /// fds of the parent's that the init must close at once (the state lock).
     pub close_fds: &'a [RawFd],
 }
@@ -110,7 +112,7 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         set_domainname(d)?;
     }
 
-    rootfs::prepare(&plan.rootfs)?;
+    rootfs::prepare_with(&plan.rootfs, a.idmapped)?;
 
     if plan.has_runtime_hooks() {
         a.channel.send(&ToParent::RuntimeHooks)?;
@@ -214,6 +216,7 @@ pub fn prepare_process(p: &ProcessPlan, channel: &Channel) -> Result<Prepared> {
     user::switch_user(&p.user)?;
     capabilities::apply_final(&p.capabilities)?;
     nix::unistd::chdir(&p.cwd).map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
+    crate::rootfs::verify_cwd_inside_root()?;
     exec::prepare_fds(p.extra_fds)?;
     crate::lsm::apply(p.apparmor_profile.as_deref(), p.selinux_label.as_deref())?;
     if let (true, Some(sc)) = (seccomp_late, &p.seccomp) {

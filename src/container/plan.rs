@@ -28,6 +28,8 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// The caller will attach the terminal itself (`run` in the foreground).
     pub attach_terminal: bool,
+    /// Unprivileged mode (`--rootless`): cgroups that cannot be made are skipped.
+    pub rootless: bool,
 }
 
 pub struct ProcessPlan {

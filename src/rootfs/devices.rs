@@ -144,6 +144,9 @@ pub fn create(root: BorrowedFd<'_>, dev: &DevicePlan, bind: bool) -> Result<()> 
     let parent_rel = CString::new(parent_rel).map_err(|_| Error::msg("NUL in device path"))?;
     let name = CString::new(name).map_err(|_| Error::msg("NUL in device path"))?;
     let parent = paths::ensure(root, &parent_rel, Kind::Dir)?;
+    // The parent as written is under /dev (validated): if it resolves into
+    // procfs or sysfs a symlink is at work, and no node goes there.
+    super::procfs::refuse_kernel_fs(parent.as_fd(), dev.path.abs.as_bytes())?;
     if !bind {
         let rdev = libc::makedev(dev.major as u32, dev.minor as u32);
         // SAFETY: `parent` is an open directory fd, `name` is NUL-terminated
@@ -247,6 +250,7 @@ fn bind_host_node(
 /// /dev/fd, /dev/std{in,out,err}, and /dev/ptmx when /dev/pts is a devpts.
 pub fn symlinks(root: BorrowedFd<'_>, ptmx: bool) -> Result<()> {
     let dev = paths::ensure(root, c"dev", Kind::Dir)?;
+    super::procfs::refuse_kernel_fs(dev.as_fd(), b"/dev")?;
     for (target, name) in [
         (c"/proc/self/fd", c"fd"),
         (c"/proc/self/fd/0", c"stdin"),

@@ -51,9 +51,22 @@
 
 mod cgroup;
 mod devices;
+mod idmap;
 mod mounts;
+pub mod newmount;
 mod options;
 mod paths;
+pub mod procfs;
+
+pub use idmap::{idmap_supported, IdmappedMounts};
+
+/// Whether every option in `opts` is one skiff knows (none of them goes to
+/// the filesystem as data); errors as for a mount's options.
+pub fn parse_mount_options(opts: &[String]) -> Result<bool> {
+    let o = options::parse(opts, "options")?;
+    Ok(o.data.is_empty())
+}
+pub use procfs::{open_proc_file, open_proc_root, verify_cwd_inside_root, write_proc_file};
 
 #[cfg(test)]
 mod tests;
@@ -92,6 +105,11 @@ pub struct RootfsPlan {
     ptmx_symlink: bool,
     masked: Vec<ContainerPath>,
     readonly_paths: Vec<ContainerPath>,
+    /// The container's (uid_map, gid_map) texts, for idmapped mounts that
+    /// use the container's mapping; None without a new user namespace.
+    container_maps: Option<(String, String)>,
+    /// The user namespace the container joins by path, if any.
+    userns_path: Option<PathBuf>,
 }
 
 fn propagation_flags(s: &str) -> Option<u64> {
@@ -200,6 +218,18 @@ impl RootfsPlan {
             "readonlyPaths",
         )?;
 
+        let user_ns = linux
+            .and_then(|l| l.namespaces().as_ref())
+            .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::User));
+        let userns_path = user_ns.and_then(|n| n.path().clone());
+        let container_maps = match (user_ns, linux) {
+            (Some(n), Some(l)) if n.path().is_none() => Some((
+                crate::userns::render_map(l.uid_mappings().as_deref().unwrap_or(&[])),
+                crate::userns::render_map(l.gid_mappings().as_deref().unwrap_or(&[])),
+            )),
+            _ => None,
+        };
+
         Ok(RootfsPlan {
             rootfs,
             rootfs_c,
@@ -215,6 +245,8 @@ impl RootfsPlan {
             ptmx_symlink,
             masked,
             readonly_paths,
+            container_maps,
+            userns_path,
         })
     }
 
@@ -251,7 +283,14 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
 }
 
 /// Step 1: propagation of "/", the rootfs self-bind, `mounts`, /dev.
+/// For a plan without id-mapped mounts.
 pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+    prepare_with(plan, &IdmappedMounts::default())
+}
+
+/// Step 1 with the id-mapped mounts the runtime process prepared before
+/// the init was cloned ([`IdmappedMounts::prepare`]).
+pub fn prepare_with(plan: &RootfsPlan, idmapped: &IdmappedMounts) -> Result<()> {
     sys_mount(None, c"/", None, plan.root_propagation, None)
         .map_err(|e| Error::sys_path("set propagation of", "/", e))?;
     if plan.parent_private {
@@ -283,7 +322,16 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
 
     let rootfs = plan.rootfs_c.as_bytes();
     for m in &plan.mounts {
-        mounts::mount(root.as_fd(), rootfs, m)?;
+        match (&m.idmap, idmapped.tree(m.index)) {
+            (None, _) => mounts::mount(root.as_fd(), rootfs, m)?,
+            (Some(_), Some(tree)) => mounts::mount_detached(root.as_fd(), rootfs, m, tree)?,
+            (Some(_), None) => {
+                return Err(Error::msg(format!(
+                    "mounts[{}] ({}): the id-mapped mount was not prepared",
+                    m.index, m.label
+                )))
+            }
+        }
     }
     if plan.setup_dev {
         for d in &plan.devices {
@@ -365,17 +413,15 @@ pub fn enter(plan: &RootfsPlan) -> Result<()> {
 
 const MS_MOVE_FLAG: u64 = libc::MS_MOVE;
 
-/// Is `path` (after enter) the real /dev/null? Masking with anything else
-/// would expose what an image planted there.
-fn check_dev_null() -> Result<()> {
-    // SAFETY: an all-zero stat is a valid value to be overwritten.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: NUL-terminated path, writable `st`.
-    check(
-        unsafe { libc::lstat(c"/dev/null".as_ptr(), &mut st) },
-        "stat",
-        "/dev/null",
-    )?;
+/// The container's /dev/null, opened without following a final symlink
+/// and checked to be the null device (1:3): masking with anything else
+/// would expose what an image (or a racing process sharing the rootfs)
+/// planted there (the CVE-2025-31133 class). Masks are cloned from this
+/// fd, so the checked file is the one used.
+fn open_dev_null(root: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd> {
+    let fd = paths::open_in_root(root, c"dev/null", libc::O_PATH | libc::O_NOFOLLOW)
+        .map_err(|e| Error::sys_path("open", "/dev/null", e))?;
+    let st = procfs::fstat(fd.as_fd()).map_err(|e| Error::sys_path("stat", "/dev/null", e))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR
         || libc::major(st.st_rdev) != 1
         || libc::minor(st.st_rdev) != 3
@@ -384,46 +430,79 @@ fn check_dev_null() -> Result<()> {
             "/dev/null is not the null device (1:3): cannot mask paths with it",
         ));
     }
-    Ok(())
+    Ok(fd)
+}
+
+/// Resolve a masked or read-only path inside the (new) root; None when it
+/// does not exist.
+fn open_target(root: std::os::fd::BorrowedFd<'_>, p: &ContainerPath) -> Result<Option<OwnedFd>> {
+    match paths::open_in_root(root, &p.rel, libc::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Error::sys_path("open", p.as_path(), e)),
+    }
+}
+
+fn mask(
+    root: std::os::fd::BorrowedFd<'_>,
+    null: std::os::fd::BorrowedFd<'_>,
+    p: &ContainerPath,
+) -> Result<()> {
+    let Some(t) = open_target(root, p)? else {
+        return Ok(());
+    };
+    let st = procfs::fstat(t.as_fd()).map_err(|e| Error::sys_path("stat", p.as_path(), e))?;
+    let tree = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        // Directories get an empty read-only tmpfs.
+        newmount::new_fs(
+            c"tmpfs",
+            &[],
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        )
+        .map_err(|e| Error::sys_path("mask with tmpfs", p.as_path(), e))?
+    } else {
+        newmount::clone_of(null, false)
+            .map_err(|e| Error::sys_path("mask with /dev/null (open_tree)", p.as_path(), e))?
+    };
+    newmount::move_onto(tree.as_fd(), t.as_fd())
+        .map_err(|e| Error::sys_path("mask (move_mount)", p.as_path(), e))
+}
+
+fn make_readonly(root: std::os::fd::BorrowedFd<'_>, p: &ContainerPath) -> Result<()> {
+    let Some(t) = open_target(root, p)? else {
+        return Ok(());
+    };
+    let tree = newmount::clone_of(t.as_fd(), true)
+        .map_err(|e| Error::sys_path("bind mount (open_tree)", p.as_path(), e))?;
+    // Setting flags is allowed even where clearing locked ones is not.
+    let attr = newmount::MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    newmount::setattr(tree.as_fd(), true, &attr)
+        .map_err(|e| Error::sys_path("make read-only (mount_setattr)", p.as_path(), e))?;
+    newmount::move_onto(tree.as_fd(), t.as_fd())
+        .map_err(|e| Error::sys_path("bind mount (move_mount)", p.as_path(), e))
 }
 
 /// Step 3: masked paths, read-only paths, read-only root, propagation.
+/// Every path is resolved from an fd of the new root and mounted on by fd
+/// (no path string is looked up twice, /proc need not be mounted).
 pub fn finish(plan: &RootfsPlan) -> Result<()> {
-    if !plan.masked.is_empty() {
-        check_dev_null()?;
-    }
-    for (i, p) in plan.masked.iter().enumerate() {
-        // Most masked paths are files: try the bind first, a directory
-        // answers ENOTDIR and gets an empty read-only tmpfs instead.
-        match sys_mount(Some(c"/dev/null"), &p.abs, None, MS_BIND, None) {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(Errno::ENOTDIR) => sys_mount(
-                Some(c"tmpfs"),
-                &p.abs,
-                Some(c"tmpfs"),
-                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                None,
-            )
-            .map_err(|e| Error::sys_path("mask with tmpfs", p.as_path(), e))
-            .with_context(|| format!("linux.maskedPaths[{i}]"))?,
-            Err(e) => {
-                return Err(Error::sys_path("mask with /dev/null", p.as_path(), e))
-                    .with_context(|| format!("linux.maskedPaths[{i}]"))
+    if !plan.masked.is_empty() || !plan.readonly_paths.is_empty() {
+        let root = open_dir(c"/")?;
+        if !plan.masked.is_empty() {
+            let null = open_dev_null(root.as_fd())?;
+            for (i, p) in plan.masked.iter().enumerate() {
+                mask(root.as_fd(), null.as_fd(), p)
+                    .with_context(|| format!("linux.maskedPaths[{i}]"))?;
             }
         }
-    }
-    for (i, p) in plan.readonly_paths.iter().enumerate() {
-        match sys_mount(Some(&p.abs), &p.abs, None, MS_BIND | MS_REC, None) {
-            Ok(()) => {}
-            Err(Errno::ENOENT) => continue,
-            Err(e) => {
-                return Err(Error::sys_path("bind mount", p.as_path(), e))
-                    .with_context(|| format!("linux.readonlyPaths[{i}]"))
-            }
+        for (i, p) in plan.readonly_paths.iter().enumerate() {
+            make_readonly(root.as_fd(), p).with_context(|| format!("linux.readonlyPaths[{i}]"))?;
         }
-        mounts::remount_keep_locked(&p.abs, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            .map_err(|e| Error::sys_path("remount read-only", p.as_path(), e))
-            .with_context(|| format!("linux.readonlyPaths[{i}]"))?;
     }
     if plan.readonly {
         mounts::remount_keep_locked(c"/", MS_RDONLY)

@@ -41,6 +41,19 @@ pub struct MountPlan {
     /// A sysfs that the kernel may refuse in a user namespace: bind the
     /// host's /sys then.
     pub sysfs_fallback: bool,
+    /// An id-mapped bind mount (made detached by the runtime process, see
+    /// `rootfs::IdmappedMounts`).
+    pub idmap: Option<IdmapPlan>,
+}
+
+/// `idmap`/`ridmap` and the mount's own `uidMappings`/`gidMappings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdmapPlan {
+    /// `ridmap`: the mapping applies to every mount of an rbind's tree.
+    pub recursive: bool,
+    /// (uid_map, gid_map) texts of the mount's own mappings; None: the
+    /// container's user namespace mapping.
+    pub maps: Option<(String, String)>,
 }
 
 impl MountPlan {
@@ -72,14 +85,9 @@ pub fn plan(
     if dest.is_root() {
         return Err(Error::config(field("destination"), "cannot mount over /"));
     }
-    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(Error::config(
-            field("uidMappings"),
-            "id-mapped mounts are not supported",
-        ));
-    }
     let mut opts = options::parse(m.options().as_deref().unwrap_or(&[]), &field("options"))?;
     let typ = m.typ().as_deref().unwrap_or("");
+    let idmap = plan_idmap(m, index, opts.idmap, typ == "bind" || opts.bind, in_userns)?;
     if opts.tmpcopyup {
         log::warn!("mounts[{index}]: option tmpcopyup is not supported, ignored");
     }
@@ -146,7 +154,72 @@ pub fn plan(
         propagation: opts.propagation,
         rec: opts.rec,
         sysfs_fallback,
+        idmap,
     })
+}
+
+/// Validate a mount's id mapping (config.md "Mounts": idmap, ridmap,
+/// uidMappings, gidMappings).
+fn plan_idmap(
+    m: &Mount,
+    index: usize,
+    option: Option<bool>,
+    bind: bool,
+    in_userns: bool,
+) -> Result<Option<IdmapPlan>> {
+    let field = |f: &str| format!("mounts[{index}].{f}");
+    let (uids, gids) = (m.uid_mappings(), m.gid_mappings());
+    if option.is_none() && uids.is_none() && gids.is_none() {
+        return Ok(None);
+    }
+    if !bind {
+        return Err(Error::config(
+            field("options"),
+            "id-mapped mounts are supported for bind mounts only",
+        ));
+    }
+    let maps = match (uids, gids) {
+        (None, None) => {
+            if !in_userns {
+                return Err(Error::config(
+                    field("options"),
+                    "idmap without uidMappings and gidMappings needs the container \
+                     to have a user namespace",
+                ));
+            }
+            None
+        }
+        (Some(u), Some(g)) => {
+            for (maps, f) in [(u, "uidMappings"), (g, "gidMappings")] {
+                if maps.is_empty() {
+                    return Err(Error::config(field(f), "must not be empty"));
+                }
+                if let Some(i) = maps.iter().position(|x| x.size() == 0) {
+                    return Err(Error::config(
+                        format!("{}[{i}].size", field(f)),
+                        "must not be zero",
+                    ));
+                }
+            }
+            Some((crate::userns::render_map(u), crate::userns::render_map(g)))
+        }
+        (Some(_), None) => {
+            return Err(Error::config(
+                field("gidMappings"),
+                "required along with uidMappings",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::config(
+                field("uidMappings"),
+                "required along with gidMappings",
+            ))
+        }
+    };
+    Ok(Some(IdmapPlan {
+        recursive: option.unwrap_or(false),
+        maps,
+    }))
 }
 
 // ---- doing ----
@@ -267,7 +340,38 @@ fn target(
 ) -> Result<OwnedFd> {
     let fd = paths::ensure(root, &dest.rel, kind)?;
     paths::verify_inside(fd.as_fd(), rootfs, dest.as_path())?;
+    super::procfs::refuse_kernel_fs(fd.as_fd(), dest.abs.as_bytes())?;
     Ok(fd)
+}
+
+/// Attach an id-mapped bind that the runtime process prepared detached
+/// (`tree`), then apply the per-mount flags, propagation and recursive
+/// attributes like any bind.
+pub fn mount_detached(
+    root: BorrowedFd<'_>,
+    rootfs: &[u8],
+    m: &MountPlan,
+    tree: BorrowedFd<'_>,
+) -> Result<()> {
+    let r = (|| {
+        let st = super::procfs::fstat(tree).map_err(|e| Error::sys("stat id-mapped tree", e))?;
+        let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        let t = target(root, rootfs, &m.dest, kind)?;
+        super::newmount::move_onto(tree, t.as_fd()).map_err(|e| Error::sys("move_mount", e))?;
+        drop(t);
+        after_mount(
+            root,
+            &m.dest,
+            bind_remount_flags(m.flags),
+            &m.propagation,
+            m.rec,
+        )
+    })();
+    r.with_context(|| format!("mounts[{}] ({}, id-mapped)", m.index, m.label))
 }
 
 fn bind(
@@ -582,8 +686,79 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("mounts[5].type"));
-        let e = plan_(&m(r#"{"destination":"/x","type":"bind","source":"/y","options":["rbind"],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#), 1, Path::new("/b"), true, false).unwrap_err();
-        assert!(e.to_string().contains("not supported"));
+    }
+
+    #[test]
+    fn plans_idmapped_binds() {
+        let maps = r#""uidMappings":[{"containerID":0,"hostID":1000,"size":10}],"gidMappings":[{"containerID":0,"hostID":2000,"size":5}]"#;
+        let p = plan_(&m(&format!(r#"{{"destination":"/x","type":"bind","source":"/y","options":["rbind","ridmap"],{maps}}}"#)), 1, Path::new("/b"), false, false).unwrap();
+        assert_eq!(
+            p.idmap,
+            Some(IdmapPlan {
+                recursive: true,
+                maps: Some(("0 1000 10\n".into(), "0 2000 5\n".into()))
+            })
+        );
+        // Mappings without the option: still id-mapped (not silently ignored).
+        let p = plan_(
+            &m(&format!(
+                r#"{{"destination":"/x","type":"bind","source":"/y",{maps}}}"#
+            )),
+            1,
+            Path::new("/b"),
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(!p.idmap.unwrap().recursive);
+        // The container's mapping.
+        let p = plan_(
+            &m(r#"{"destination":"/x","type":"bind","source":"/y","options":["idmap"]}"#),
+            0,
+            Path::new("/b"),
+            true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            p.idmap,
+            Some(IdmapPlan {
+                recursive: false,
+                maps: None
+            })
+        );
+        let e = plan_(
+            &m(r#"{"destination":"/x","type":"bind","source":"/y","options":["idmap"]}"#),
+            2,
+            Path::new("/b"),
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("mounts[2].options: idmap without"),
+            "{e}"
+        );
+        let e = plan_(
+            &m(r#"{"destination":"/x","type":"tmpfs","options":["idmap"]}"#),
+            0,
+            Path::new("/b"),
+            true,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bind mounts only"), "{e}");
+        let e = plan_(&m(r#"{"destination":"/x","type":"bind","source":"/y","uidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#), 3, Path::new("/b"), true, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mounts[3].gidMappings: required along with uidMappings"
+        );
+        let e = plan_(&m(r#"{"destination":"/x","type":"bind","source":"/y","uidMappings":[{"containerID":0,"hostID":1,"size":0}],"gidMappings":[{"containerID":0,"hostID":1,"size":1}]}"#), 3, Path::new("/b"), true, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mounts[3].uidMappings[0].size: must not be zero"
+        );
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct MountOptions {
     pub bind: bool,
     /// `tmpcopyup` was given (not implemented: the caller warns).
     pub tmpcopyup: bool,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true)): an id-mapped mount,
+    /// the mapping applied recursively for ridmap.
+    pub idmap: Option<bool>,
 }
 
 enum Opt {
@@ -84,7 +87,7 @@ enum Opt {
     Bind(bool),
     Ignore,
     TmpCopyUp,
-    IdMap,
+    IdMap(bool),
 }
 
 fn lookup(opt: &str) -> Option<Opt> {
@@ -155,7 +158,8 @@ fn lookup(opt: &str) -> Option<Opt> {
         "rstrictatime" => rec_atime(MOUNT_ATTR_STRICTATIME),
         "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => rec_atime(MOUNT_ATTR_RELATIME),
         "tmpcopyup" => TmpCopyUp,
-        "idmap" | "ridmap" => IdMap,
+        "idmap" => IdMap(false),
+        "ridmap" => IdMap(true),
         _ => return None,
     })
 }
@@ -184,11 +188,8 @@ pub fn parse(options: &[String], field: &str) -> Result<MountOptions> {
             }
             Some(Opt::Ignore) => {}
             Some(Opt::TmpCopyUp) => out.tmpcopyup = true,
-            Some(Opt::IdMap) => {
-                return Err(Error::config(
-                    field,
-                    format!("{opt:?}: id-mapped mounts are not supported"),
-                ))
+            Some(Opt::IdMap(rec)) => {
+                out.idmap = Some(out.idmap.unwrap_or(false) || rec);
             }
             None if opt.is_empty() => {}
             // Userspace-only hints (x-systemd.*, x-initrd.mount): never for the kernel.
@@ -413,12 +414,12 @@ mod tests {
     }
 
     #[test]
-    fn idmap_is_refused_with_the_field() {
-        let e = parse(&["idmap".to_string()], "mounts[4].options").unwrap_err();
-        assert!(
-            e.to_string().starts_with("mounts[4].options: \"idmap\""),
-            "{e}"
-        );
+    fn idmap_options_and_nul() {
+        assert_eq!(p(&["rbind", "idmap"]).idmap, Some(false));
+        assert_eq!(p(&["ridmap"]).idmap, Some(true));
+        assert_eq!(p(&["ridmap", "idmap"]).idmap, Some(true));
+        assert_eq!(p(&["rbind"]).idmap, None);
+        assert_eq!(p(&["idmap"]).data, "");
         let e = parse(&["a\0b".to_string()], "mounts[1].options").unwrap_err();
         assert!(e.to_string().contains("NUL"), "{e}");
     }

@@ -699,3 +699,95 @@ fn cgroup_mount_in_a_cgroup_namespace() {
     })
     .unwrap();
 }
+
+#[test]
+fn dev_symlink_into_proc_cannot_redirect_devices_or_mounts() {
+    for (mounts, want) in [
+        // Device nodes (the defaults) would go into the container's procfs.
+        (
+            r#"{"destination":"/proc","type":"proc"}"#,
+            "/dev/null: resolves into procfs",
+        ),
+        // So would a mount below /dev.
+        (
+            r#"{"destination":"/proc","type":"proc"},{"destination":"/dev/vm","type":"tmpfs"}"#,
+            "/dev/vm: resolves into procfs",
+        ),
+    ] {
+        let b = Bundle::new();
+        let rootfs = b.rootfs();
+        std::fs::remove_dir(rootfs.join("dev")).unwrap();
+        std::os::unix::fs::symlink("/proc/sys", rootfs.join("dev")).unwrap();
+        let s = spec(format!(
+            r#"{{"ociVersion":"1.3.0","root":{{"path":"rootfs"}},"mounts":[{mounts}]}}"#
+        ));
+        let bundle = b.path().to_path_buf();
+        let e = in_child(libc::CLONE_NEWNS | libc::CLONE_NEWPID, move || {
+            let plan =
+                RootfsPlan::from_spec(&s, &bundle, false, false).map_err(|e| e.to_string())?;
+            match prepare(&plan) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+#[test]
+fn idmapped_bind_mounts_show_mapped_owners() {
+    let b = Bundle::new();
+    let vol = b.path().join("vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    for (name, uid) in [("f0", 0u32), ("f3", 3), ("f1000", 1000)] {
+        let p = vol.join(name);
+        std::fs::write(&p, b"x").unwrap();
+        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+    }
+    let s = spec(
+        r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},
+        "mounts":[
+          {"destination":"/m","type":"bind","source":"vol","options":["rbind","idmap","ro"],
+           "uidMappings":[{"containerID":0,"hostID":5000,"size":10}],
+           "gidMappings":[{"containerID":0,"hostID":6000,"size":10}]},
+          {"destination":"/plain","type":"bind","source":"vol","options":["rbind"]}
+        ]}"#
+        .to_string(),
+    );
+    let bundle = b.path().to_path_buf();
+    let rootfs = b.rootfs();
+    in_child(libc::CLONE_NEWNS, move || {
+        let plan = RootfsPlan::from_spec(&s, &bundle, false, false).map_err(|e| e.to_string())?;
+        let trees = IdmappedMounts::prepare(&plan).map_err(|e| e.to_string())?;
+        ensure(!trees.is_empty(), "no tree prepared")?;
+        prepare_with(&plan, &trees).map_err(|e| format!("prepare: {e}"))?;
+        let owner = |p: &str| {
+            std::fs::metadata(rootfs.join(p))
+                .map(|m| (m.uid(), m.gid()))
+                .map_err(|e| format!("{p}: {e}"))
+        };
+        ensure(
+            owner("m/f0")? == (5000, 6000),
+            format!("m/f0: {:?}", owner("m/f0")),
+        )?;
+        ensure(
+            owner("m/f3")? == (5003, 6003),
+            format!("m/f3: {:?}", owner("m/f3")),
+        )?;
+        ensure(
+            owner("m/f1000")? == (65534, 65534),
+            format!("m/f1000: {:?}", owner("m/f1000")),
+        )?;
+        ensure(owner("plain/f3")? == (3, 3), "the plain bind is mapped too")?;
+        ensure(
+            is_erofs(rootfs.join("m/new").to_str().unwrap()),
+            "m is not read-only",
+        )?;
+        // Without prepared trees, the init refuses instead of mounting unmapped.
+        let e = prepare_with(&plan, &IdmappedMounts::default()).unwrap_err();
+        ensure(e.to_string().contains("was not prepared"), e.to_string())?;
+        Ok(())
+    })
+    .unwrap();
+}
