@@ -14,6 +14,8 @@ need_root
 need_cargo
 # busybox-static for the rootfs fixture.
 apt_install busybox-static uidmap
+# skiff-image tests: a real registry on loopback, and the tools that make and read images.
+apt_install docker-registry skopeo umoci apache2-utils zstd curl python3
 
 ./hack/mkrootfs.sh "${SKIFF_TEST_ROOTFS:-$repo/fixtures/busybox-rootfs}"
 
