@@ -453,10 +453,36 @@ impl CgroupHandle {
         self.add_pid_where(pid, |_| true)
     }
 
+    /// Move `pid` into the v2 hierarchy only (the v1 ones it joins itself).
+    pub fn add_pid_v2(&self, pid: i32) -> Result<()> {
+        self.add_pid_where(pid, |d| d.v2)
+    }
+
     /// Move `pid` into the v1 hierarchies only: after clone3 with
     /// CLONE_INTO_CGROUP put it in the v2 one already.
     pub fn add_pid_v1(&self, pid: i32) -> Result<()> {
         self.add_pid_where(pid, |d| !d.v2)
+    }
+
+    /// Move the calling (single-threaded) process into the v1 hierarchies
+    /// by writing "0" to each `tasks` file.
+    ///
+    /// Why not `add_pid` from the parent: migrating another process takes
+    /// the kernel's global threadgroup rwsem for writing, which waits for an
+    /// RCU grace period (5-20 ms measured here, per create). A thread moving
+    /// itself through `tasks` skips that lock (cgroup_procs_write_start), and
+    /// for a single-threaded process that moves the whole process.
+    pub fn join_self_v1(&self) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| !d.v2) {
+            let p = d.dir.join("tasks");
+            write_raw(&p, "0").map_err(|e| io_err("join cgroup: write 0 to", &p, e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the container has v1 directories (joined by pid or by itself).
+    pub fn has_v1(&self) -> bool {
+        self.dirs.iter().any(|d| !d.v2)
     }
 
     fn add_pid_where(&self, pid: i32, f: impl Fn(&CgroupDir) -> bool) -> Result<()> {

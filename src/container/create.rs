@@ -184,6 +184,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // v1 hierarchies are joined by the parent before the init proceeds.
     let v2_dir = cgroup.v2_dir_fd()?;
     let flags = plan.namespaces.clone_flags();
+    // Without a user namespace the init can move itself into the v1
+    // hierarchies, which is much cheaper than moving it from here.
+    let self_join = !plan.namespaces.in_userns() && cgroup.has_v1();
     // SAFETY: skiff is single-threaded; the child ends in init::run, which
     // never returns (it execs or _exits).
     let mut forked = unsafe { spawn::clone_fork(flags, v2_dir.as_ref().map(|f| f.as_raw_fd())) };
@@ -202,6 +205,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
             console: console_for_init,
             ns_files: &ns_files,
             idmapped: &idmapped,
+            join_cgroup: self_join.then_some(&cgroup),
             close_fds: &[lock.raw_fd(), parent_end.raw_fd()],
         }),
         other => other,
@@ -233,10 +237,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     if plan.namespaces.user == Disposition::New {
         crate::userns::write_id_maps(pid, &plan.uid_map, &plan.gid_map)?;
     }
-    if placed_into_v2 {
-        cgroup.add_pid_v1(pid)?;
-    } else {
-        cgroup.add_pid(pid)?;
+    match (placed_into_v2, self_join) {
+        (true, true) => {}
+        (true, false) => cgroup.add_pid_v1(pid)?,
+        (false, true) => cgroup.add_pid_v2(pid)?,
+        (false, false) => cgroup.add_pid(pid)?,
     }
     if !plan.net_devices.is_empty() {
         match ns_files

@@ -153,6 +153,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
             ns_flags & !libc::CLONE_NEWPID,
             &plan,
             console_for_child,
+            st.cgroup.as_ref(),
         ),
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
@@ -174,10 +175,10 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     };
     let outcome = (|| -> Result<()> {
         if let Some(cg) = &st.cgroup {
-            if placed_into_v2 {
-                cg.add_pid_v1(pid)?;
-            } else {
-                cg.add_pid(pid)?;
+            // The child moves itself into the v1 hierarchies (cheaper, see
+            // CgroupHandle::join_self_v1); v2 needs us unless it was born there.
+            if !placed_into_v2 {
+                cg.add_pid_v2(pid)?;
             }
         }
         parent_end.send(&ToInit::Proceed { state_json: None })?;
@@ -244,6 +245,7 @@ fn child_main(
     ns_flags: libc::c_int,
     plan: &crate::container::plan::ProcessPlan,
     console: Option<RawFd>,
+    join_cgroup: Option<&crate::cgroups::CgroupHandle>,
 ) -> ! {
     crate::container::init::forbid_inspection();
     let result = (|| -> Result<std::convert::Infallible> {
@@ -252,6 +254,10 @@ fn child_main(
             crate::sched::apply_initial_affinity(aff, 0)?;
         }
         crate::spawn::reset_signals();
+        // Still in the host's namespaces: join the container's v1 cgroups.
+        if let Some(cg) = join_cgroup {
+            cg.join_self_v1()?;
+        }
         match channel.recv::<ToInit>()? {
             Some(ToInit::Proceed { .. }) => {}
             // SAFETY: the parent is gone; leave quietly.

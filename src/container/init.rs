@@ -36,6 +36,9 @@ pub struct InitArgs<'a> {
     pub start_listener: RawFd,
     pub console: Option<RawFd>,
     pub ns_files: &'a [NamespaceFile],
+    /// Cgroups the init moves itself into (v1, no user namespace): see
+    /// `CgroupHandle::join_self_v1`.
+    pub join_cgroup: Option<&'a crate::cgroups::CgroupHandle>,
     /// Idmapped mounts the parent prepared (detached), attached by the init.
     pub idmapped: &'a crate::rootfs::IdmappedMounts,
     /// fds of the parent's that the init must close at once (the state lock).
@@ -63,6 +66,9 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     let plan = a.plan;
     // The container starts with no signal blocked or ignored.
     crate::spawn::reset_signals();
+    if let Some(cg) = a.join_cgroup {
+        cg.join_self_v1()?;
+    }
 
     // The parent places us in the container's cgroups (and writes the
     // id maps) before we run anything that belongs to the container.
