@@ -1080,7 +1080,7 @@ fn exec_child_is_not_inspectable() {
     );
     assert_eq!(held.nr as libc::c_long, libc::SYS_execve);
     let nspid = proc_status(&held.pid.to_string(), "NSpid").expect("NSpid of the exec child");
-    let inner = nspid.split(' ').last().unwrap().to_string();
+    let inner = nspid.split(' ').next_back().unwrap().to_string();
     let attack = c.rt(&[
         "exec",
         &c.id,
@@ -1221,7 +1221,7 @@ fn overwrite_attack(via_exec: bool) {
         fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
     });
     let nspid = proc_status(&host_pid.to_string(), "NSpid").unwrap_or_default();
-    let inner = nspid.split(' ').last().unwrap_or("0").to_string();
+    let inner = nspid.split(' ').next_back().unwrap_or("0").to_string();
     fs::write(c.rootfs_path().join("tmp/go"), &inner).unwrap();
     let out = wait_for(Duration::from_secs(20), "the attack", || {
         let s = fs::read_to_string(&out_file).ok()?;
