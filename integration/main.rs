@@ -20,5 +20,6 @@ mod namespaces;
 mod process;
 mod rootless;
 mod spec;
+mod security;
 mod state;
 mod terminal;
