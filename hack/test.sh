@@ -13,7 +13,7 @@ source hack/lib.sh
 need_root
 need_cargo
 # busybox-static for the rootfs fixture.
-apt_install busybox-static uidmap
+apt_install busybox-static uidmap gcc libc6-dev
 # skiff-image tests: a real registry on loopback, and the tools that make and read images.
 apt_install docker-registry skopeo umoci apache2-utils zstd curl python3
 

@@ -19,7 +19,7 @@ mod mounts;
 mod namespaces;
 mod process;
 mod rootless;
-mod spec;
 mod security;
+mod spec;
 mod state;
 mod terminal;
