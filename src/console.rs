@@ -23,7 +23,15 @@ fn ioctl_err(op: &str) -> Error {
 /// and stdio of this (init) process, and sends the master over `socket`.
 ///
 /// `size` is (rows, columns), i.e. `process.consoleSize` (height, width).
-pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result<()> {
+///
+/// `bind_console`: make /dev/console this pty. Only the container's first
+/// process does (as runc): an exec'd process's pty would outlive neither
+/// its process nor the next exec, and must not change the container's mounts.
+pub fn setup_console(
+    socket: BorrowedFd<'_>,
+    size: Option<(u16, u16)>,
+    bind_console: bool,
+) -> Result<()> {
     // SAFETY: NUL-terminated literal path; the returned fd is owned below.
     let fd = unsafe {
         libc::open(
@@ -46,7 +54,9 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result
 
     let peer = open_peer(&master)?;
     check_container_pty(&master, &peer)?;
-    bind_dev_console(&peer)?;
+    if bind_console {
+        bind_dev_console(&peer)?;
+    }
 
     // SAFETY: setsid has no arguments; the init is not a group leader.
     if unsafe { libc::setsid() } < 0 {
@@ -514,7 +524,7 @@ mod tests {
                     return 5;
                 }
             }
-            if let Err(e) = setup_console(a.as_fd(), Some((33, 120))) {
+            if let Err(e) = setup_console(a.as_fd(), Some((33, 120)), true) {
                 eprintln!("{e}");
                 return 2;
             }
@@ -563,7 +573,7 @@ mod tests {
             if mount(Some("/dev/null"), "/dev/ptmx", none, MsFlags::MS_BIND, none).is_err() {
                 return 6;
             }
-            match setup_console(a.as_fd(), None) {
+            match setup_console(a.as_fd(), None, false) {
                 Err(e) if e.to_string().contains("not the pty multiplexer") => 0,
                 Err(_) => 2,
                 Ok(()) => 3,

@@ -267,7 +267,8 @@ fn child_main(
         if let Some(fd) = console {
             // SAFETY: the fd stays open in this process until we close it below.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-            crate::console::setup_console(sock, plan.console_size).context("set up the console")?;
+            crate::console::setup_console(sock, plan.console_size, false)
+                .context("set up the console")?;
             // SAFETY: closing our own copy after use.
             unsafe { libc::close(fd) };
         }
