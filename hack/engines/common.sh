@@ -140,6 +140,7 @@ check() {
 	local name=$1 out rc t0
 	shift
 	want_check "$name" || return 0
+	current_check=$name
 	out="$log_dir/$name.out"
 	t0=$(date +%s.%N)
 	(

@@ -335,6 +335,15 @@ c_stats() {
 }
 check stats c_stats
 
+c_update() {
+	# Live resource update: the engine calls the runtime's `update --resources`.
+	P update -m 128m --memory-swap 256m --cpus 0.25 "$X" >/dev/null
+	expect_eq "134217728 268435456 25000" "$(P exec "$X" sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+		/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us | xargs')" \
+		"memory memsw cfs_quota"
+}
+check update c_update
+
 c_restart() {
 	local pid1 pid2
 	pid1=$(P inspect -f '{{.State.Pid}}' "$X")
