@@ -84,12 +84,31 @@ smoke_exit() {
 		"${cleanup_fns[i]}" >/dev/null 2>&1
 	done
 	unmount_under "$tmp"
+	forget_host_dirs
 	if [[ ${SMOKE_KEEP:-} == 1 ]]; then
 		echo "kept $tmp"
 	else
 		rm -rf "$tmp" 2>/dev/null || { sleep 1; unmount_under "$tmp"; rm -rf "$tmp"; }
 	fi
 	exit "$rc"
+}
+
+# note_host_dirs DIR...: remember which of these host directories do not exist yet, so that
+# forget_host_dirs removes them at exit if they are empty (engines create shared dirs such as
+# /run/containerd/s for shim sockets, even when everything else of theirs is private).
+created_host_dirs=()
+note_host_dirs() {
+	local d
+	for d in "$@"; do
+		[[ -e $d ]] || created_host_dirs+=("$d")
+	done
+}
+forget_host_dirs() {
+	local i
+	for ((i = ${#created_host_dirs[@]} - 1; i >= 0; i--)); do
+		rmdir "${created_host_dirs[i]}" 2>/dev/null
+	done
+	return 0
 }
 
 # unmount_under DIR: lazily unmount every mount point below DIR, deepest first.

@@ -37,8 +37,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 EOF
 
 C() { ctr --address "$sock" -n "$ns" "$@"; }
-# ctr run with the runtime under test; its state under a private root.
-CR() { C run --runc-binary "$runtime_for_engine" --runc-root "$tmp/runc-root" "$@"; }
+# ctr run with the runtime under test; its state under a private root; ctr's stdio fifos
+# under the temp dir (their default, /run/containerd/fifo, keeps those of detached execs).
+CR() { C run --runc-binary "$runtime_for_engine" --runc-root "$tmp/runc-root" --fifo-dir "$tmp/fifo" "$@"; }
+CE() { C task exec --fifo-dir "$tmp/fifo" "$@"; }
+# Shared dirs the shim creates whatever the config says: shim sockets, and an empty
+# /run/containerd/runc/<namespace> next to the --runc-root it is given.
+note_host_dirs /run/containerd /run/containerd/s /run/containerd/runc /run/containerd/fifo "/run/containerd/runc/$ns"
 # A container id per call, unique across checks (each check runs in a subshell).
 n_ids=0
 next_id() { n_ids=$((n_ids + 1)); id="$current_check-$n_ids"; }
@@ -115,7 +120,7 @@ c_tty() {
 	local got
 	next_id
 	got=$(pty_run --rows 33 --cols 101 ctr --address "$sock" -n "$ns" run --runc-binary "$runtime_for_engine" \
-		--runc-root "$tmp/runc-root" --rm -t "$img" "$id" sh -c "tty; $wait_size; test -t 0 && echo tty-ok")
+		--runc-root "$tmp/runc-root" --fifo-dir "$tmp/fifo" --rm -t "$img" "$id" sh -c "tty; $wait_size; test -t 0 && echo tty-ok")
 	echo "$got"
 	expect_match '/dev/pts/[0-9]+' "$got" &&
 		expect_match '33 101' "$got" &&
@@ -203,8 +208,8 @@ c_limits() {
 	local got mem cpu
 	next_id
 	CR -d --memory-limit 67108864 --cpus 0.5 "$img" "$id" sleep 1000
-	mem=$(C task exec --exec-id e "$id" sh -c 'grep -E "^[0-9]+:memory:" /proc/self/cgroup | cut -d: -f3')
-	cpu=$(C task exec --exec-id e "$id" sh -c 'grep -E "^[0-9]+:cpu:" /proc/self/cgroup | cut -d: -f3')
+	mem=$(CE --exec-id e "$id" sh -c 'grep -E "^[0-9]+:memory:" /proc/self/cgroup | cut -d: -f3')
+	cpu=$(CE --exec-id e "$id" sh -c 'grep -E "^[0-9]+:cpu:" /proc/self/cgroup | cut -d: -f3')
 	got=$(cat "/sys/fs/cgroup/memory$mem/memory.limit_in_bytes" "/sys/fs/cgroup/cpu$cpu/cpu.cfs_quota_us" \
 		"/sys/fs/cgroup/cpu$cpu/cpu.cfs_period_us" | xargs)
 	C task kill -s SIGKILL "$id"
@@ -281,28 +286,28 @@ c_detached() {
 }
 check run-detached c_detached
 
-c_exec_exit() { expect_rc 5 C task exec --exec-id e1 "$X" sh -c 'exit 5'; }
+c_exec_exit() { expect_rc 5 CE --exec-id e1 "$X" sh -c 'exit 5'; }
 check exec-exit-code c_exec_exit
 
 # ctr task exec has no --env; numeric uid:gid (a user name can break the overlay with ctr 1.6).
-c_exec_opts() { expect_eq "1000 1000 /home/user" "$(C task exec --exec-id e2 --user 1000:1000 --cwd /home/user "$X" sh -c 'echo $(id -u) $(id -g) $(pwd)')"; }
+c_exec_opts() { expect_eq "1000 1000 /home/user" "$(CE --exec-id e2 --user 1000:1000 --cwd /home/user "$X" sh -c 'echo $(id -u) $(id -g) $(pwd)')"; }
 check exec-user-cwd c_exec_opts
 
-c_exec_stdin() { expect_eq "piped" "$(echo piped | C task exec --exec-id e3 "$X" sh -c 'read a; echo $a')"; }
+c_exec_stdin() { expect_eq "piped" "$(echo piped | CE --exec-id e3 "$X" sh -c 'read a; echo $a')"; }
 check exec-stdin c_exec_stdin
 
 c_exec_tty() {
 	local got
-	got=$(pty_run --rows 20 --cols 70 ctr --address "$sock" -n "$ns" task exec -t --exec-id e4 "$X" sh -c "tty; $wait_size")
+	got=$(pty_run --rows 20 --cols 70 ctr --address "$sock" -n "$ns" task exec --fifo-dir "$tmp/fifo" -t --exec-id e4 "$X" sh -c "tty; $wait_size")
 	echo "$got"
 	expect_match '/dev/pts/[0-9]+' "$got" && expect_match '20 70' "$got"
 }
 check exec-tty c_exec_tty
 
 c_exec_detach() {
-	C task exec -d --exec-id e5 "$X" sh -c 'sleep 0.3; echo marker > /tmp/marker'
-	wait_for 10 C task exec --exec-id e6 "$X" test -f /tmp/marker
-	expect_eq marker "$(C task exec --exec-id e7 "$X" cat /tmp/marker)"
+	CE -d --exec-id e5 "$X" sh -c 'sleep 0.3; echo marker > /tmp/marker'
+	wait_for 10 CE --exec-id e6 "$X" test -f /tmp/marker
+	expect_eq marker "$(CE --exec-id e7 "$X" cat /tmp/marker)"
 }
 check exec-detached c_exec_detach
 
@@ -319,10 +324,10 @@ c_pause() {
 	C task pause "$X"
 	expect_match "$X +[0-9]+ +PAUSED" "$(C task ls)"
 	local rc=0
-	timeout 5 ctr --address "$sock" -n "$ns" task exec --exec-id e8 "$X" true 2>/dev/null && rc=1
+	timeout 5 ctr --address "$sock" -n "$ns" task exec --fifo-dir "$tmp/fifo" --exec-id e8 "$X" true 2>/dev/null && rc=1
 	C task resume "$X"
 	expect_match "$X +[0-9]+ +RUNNING" "$(C task ls)" &&
-		expect_eq ok "$(C task exec --exec-id e9 "$X" echo ok)"
+		expect_eq ok "$(CE --exec-id e9 "$X" echo ok)"
 	[[ $rc -eq 0 ]] || { echo "exec succeeded in a paused task"; return 1; }
 }
 check pause-resume c_pause
@@ -347,7 +352,7 @@ c_restart() {
 	pid2=$(C task ls | awk -v x="$X" '$1 == x { print $2 }')
 	expect_match "$X +[0-9]+ +RUNNING" "$(C task ls)" &&
 		[[ $pid1 != "$pid2" && $pid2 -gt 0 ]] || { echo "pid $pid1 -> $pid2"; return 1; }
-	expect_eq ok "$(C task exec --exec-id e10 "$X" echo ok)"
+	expect_eq ok "$(CE --exec-id e10 "$X" echo ok)"
 }
 check restart c_restart
 
@@ -431,7 +436,7 @@ c_leftovers() {
 	[[ -z $x ]] || { echo "tasks/containers: $x"; bad=1; }
 	x=$(procs_mentioning "-namespace $ns " | grep shim || true)
 	[[ -z $x ]] || { echo "shims: $x"; bad=1; }
-	x=$(find "$tmp/runc-root" -mindepth 2 2>/dev/null || true)
+	x=$(find "$tmp/runc-root" "/run/containerd/runc/$ns" -mindepth 2 2>/dev/null || true)
 	[[ -z $x ]] || { echo "runtime state: $x"; bad=1; }
 	x=$(cgroup_leftovers "$cg_parent")
 	[[ -z $x ]] || { echo "cgroups: $x"; bad=1; }

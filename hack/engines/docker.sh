@@ -40,6 +40,8 @@ stop_dockerd() {
 }
 on_exit stop_dockerd
 
+# dockerd's containerd puts shim sockets in /run/containerd/s whatever its own paths.
+note_host_dirs /run/containerd /run/containerd/s
 ip link add "$bridge" type bridge || exit 1
 ip addr add "$bridge_ip" dev "$bridge" || exit 1
 ip link set "$bridge" up || exit 1

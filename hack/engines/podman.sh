@@ -73,6 +73,24 @@ P() { "$tmp/podman" "$@"; }
 PR() { P run --cgroup-parent "$cg_parent" "$@"; }
 
 ip_forward_was=$(cat /proc/sys/net/ipv4/ip_forward)
+# netavark adds base iptables chains on first use and never removes them: remove them at exit
+# if they were not there before and hold nothing (no other network uses them).
+netavark_chains_before=$(iptables-save 2>/dev/null | grep -c NETAVARK)
+remove_netavark_chains() {
+	[[ $netavark_chains_before == 0 ]] || return 0
+	iptables -S NETAVARK_FORWARD 2>/dev/null | grep -q '^-A' && return 0
+	iptables -t nat -S NETAVARK-HOSTPORT-DNAT 2>/dev/null | grep -q '^-A' && return 0
+	iptables -D FORWARD -m comment --comment "netavark firewall plugin rules" -j NETAVARK_FORWARD
+	iptables -X NETAVARK_FORWARD
+	iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j NETAVARK-HOSTPORT-DNAT
+	iptables -t nat -D OUTPUT -m addrtype --dst-type LOCAL -j NETAVARK-HOSTPORT-DNAT
+	iptables -t nat -D POSTROUTING -j NETAVARK-HOSTPORT-MASQ
+	local c
+	for c in NETAVARK-HOSTPORT-DNAT NETAVARK-HOSTPORT-MASQ NETAVARK-HOSTPORT-SETMARK; do
+		iptables -t nat -F "$c"
+		iptables -t nat -X "$c"
+	done
+}
 stop_podman() {
 	local ids
 	ids=$(P ps -aq 2>/dev/null)
@@ -83,6 +101,7 @@ stop_podman() {
 	unmount_under "$tmp"
 	ip link del "$bridge" 2>/dev/null
 	remove_cgroup_parent "$cg_parent"
+	remove_netavark_chains
 	# netavark turns on forwarding for bridge networks; put back what we found.
 	echo "$ip_forward_was" >/proc/sys/net/ipv4/ip_forward
 }
