@@ -243,17 +243,21 @@ make_rootfs_tar() {
 	tar -C "$tmp/extra" -rf "$rootfs_tar" ./www || return 1
 }
 
-# pty_run [--rows R --cols C] CMD...: run CMD with a new pty as its controlling terminal and
-# stdio (what `-it` needs), print everything it wrote, exit with its status. Stdin of the
-# caller is not forwarded: the pty sees no input, so the command must not wait for any.
+# pty_run [--rows R --cols C] [--input TEXT --after MARKER] CMD...: run CMD with a new pty as
+# its controlling terminal and stdio (what `-it` needs), print everything it wrote, exit with its
+# status. The caller's stdin is not forwarded; with --input, TEXT is typed into the terminal
+# once MARKER has appeared in the output (so it reaches the container, not a half-set-up CLI).
 pty_run() {
 	python3 - "$@" <<'PY'
 import os, pty, sys, fcntl, termios, struct, select, time
 args = sys.argv[1:]
 rows, cols = 0, 0
-while args and args[0] in ("--rows", "--cols"):
+text, marker = None, b""
+while args and args[0] in ("--rows", "--cols", "--input", "--after"):
     if args[0] == "--rows": rows = int(args[1])
-    else: cols = int(args[1])
+    elif args[0] == "--cols": cols = int(args[1])
+    elif args[0] == "--input": text = args[1].encode()
+    else: marker = args[1].encode()
     args = args[2:]
 master, slave = pty.openpty()
 if rows:
@@ -284,6 +288,9 @@ while time.time() < deadline:
             data = b""
         if data:
             out += data
+            if text is not None and marker in out:
+                os.write(master, text)
+                text = None
             continue
     if status is None:
         p, st = os.waitpid(pid, os.WNOHANG)

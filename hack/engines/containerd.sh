@@ -128,6 +128,16 @@ c_tty() {
 }
 check run-tty c_tty
 
+c_tty_input() {
+	# Keystrokes typed into the terminal reach the container through the pty master.
+	local got
+	next_id
+	got=$(pty_run --input $'typed-line\r' --after 'prompt>' ctr --address "$sock" -n "$ns" run --runc-binary "$runtime_for_engine" --runc-root "$tmp/runc-root" --fifo-dir "$tmp/fifo" --rm -t "$img" "$id" sh -c 'printf "prompt>"; read x; echo "got-$x"')
+	echo "$got"
+	expect_match 'got-typed-line' "$got"
+}
+check run-tty-input c_tty_input
+
 c_env() { next_id && expect_eq "bar baz" "$(CR --rm --env FOO=bar --env X=baz "$img" "$id" sh -c 'echo $FOO $X')"; }
 check run-env c_env
 
@@ -304,12 +314,29 @@ c_exec_tty() {
 }
 check exec-tty c_exec_tty
 
+c_exec_tty_input() {
+	local got
+	got=$(pty_run --input $'typed-line\r' --after 'prompt>' ctr --address "$sock" -n "$ns" task exec --fifo-dir "$tmp/fifo" -t --exec-id e11 "$X" sh -c 'printf "prompt>"; read x; echo "got-$x"')
+	echo "$got"
+	expect_match 'got-typed-line' "$got"
+}
+check exec-tty-input c_exec_tty_input
+
 c_exec_detach() {
 	CE -d --exec-id e5 "$X" sh -c 'sleep 0.3; echo marker > /tmp/marker'
 	wait_for 10 CE --exec-id e6 "$X" test -f /tmp/marker
 	expect_eq marker "$(CE --exec-id e7 "$X" cat /tmp/marker)"
 }
 check exec-detached c_exec_detach
+
+c_exec_error() {
+	# An exec that cannot start: the runtime's error must reach the user.
+	local out rc=0
+	out=$(CE --exec-id e12 "$X" /nonexistent-exec 2>&1) || rc=$?
+	echo "$out"
+	[[ $rc -ne 0 ]] && expect_match 'nonexistent-exec' "$out"
+}
+check exec-error-reported c_exec_error
 
 c_ps() {
 	local got pid

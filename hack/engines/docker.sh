@@ -90,6 +90,15 @@ c_tty() {
 }
 check run-tty c_tty
 
+c_tty_input() {
+	# Keystrokes typed into the terminal reach the container through the pty master.
+	local got
+	got=$(pty_run --input $'typed-line\r' --after 'prompt>' /usr/bin/docker -H "unix://$tmp/docker.sock" run --rm -it --network none "$img" sh -c 'printf "prompt>"; read x; echo "got-$x"')
+	echo "$got"
+	expect_match 'got-typed-line' "$got"
+}
+check run-tty-input c_tty_input
+
 c_env() { expect_eq "bar baz" "$(D run --rm --network none -e FOO=bar -e X=baz "$img" sh -c 'echo $FOO $X')"; }
 check run-env c_env
 
@@ -262,12 +271,30 @@ c_exec_tty() {
 }
 check exec-tty c_exec_tty
 
+c_exec_tty_input() {
+	local got
+	got=$(pty_run --input $'typed-line\r' --after 'prompt>' /usr/bin/docker -H "unix://$tmp/docker.sock" exec -it "$X" sh -c 'printf "prompt>"; read x; echo "got-$x"')
+	echo "$got"
+	expect_match 'got-typed-line' "$got"
+}
+check exec-tty-input c_exec_tty_input
+
 c_exec_detach() {
 	D exec -d "$X" sh -c 'sleep 0.3; echo marker > /tmp/marker'
 	wait_for 10 D exec "$X" test -f /tmp/marker
 	expect_eq marker "$(D exec "$X" cat /tmp/marker)"
 }
 check exec-detached c_exec_detach
+
+c_exec_error() {
+	# An exec that cannot start: the runtime's error must reach the user.
+	local out rc=0
+	out=$(D exec "$X" /nonexistent-exec 2>&1) || rc=$?
+	echo "$out"
+	# docker 20.10 reports any exec start failure as 126.
+	expect_match '^12[67]$' "$rc" "exit status" && expect_match 'nonexistent-exec' "$out"
+}
+check exec-error-reported c_exec_error
 
 c_top() {
 	local got
