@@ -322,6 +322,20 @@ c_exec_tty_input() {
 }
 check exec-tty-input c_exec_tty_input
 
+c_exec_tty_mounts() {
+	# An exec with a terminal gets the pty as its stdio only: the container's mounts (its
+	# /dev/console above all) stay as they were. A fresh container: no earlier exec counts.
+	local before after rc=0
+	CR -d "$img" smk-m sleep 1000
+	before=$(CE --exec-id m1 smk-m cat /proc/1/mountinfo)
+	pty_run ctr --address "$sock" -n "$ns" task exec --fifo-dir "$tmp/fifo" -t --exec-id m2 smk-m tty || rc=$?
+	after=$(CE --exec-id m3 smk-m cat /proc/1/mountinfo)
+	C task kill -s SIGKILL smk-m; task_wait smk-m 10; C task delete smk-m >/dev/null 2>&1; C container delete smk-m
+	[[ $before == "$after" ]] || { diff <(echo "$before") <(echo "$after"); return 1; }
+	expect_eq 0 "$rc" "exit status of exec -t"
+}
+check exec-tty-keeps-mounts c_exec_tty_mounts
+
 c_exec_detach() {
 	CE -d --exec-id e5 "$X" sh -c 'sleep 0.3; echo marker > /tmp/marker'
 	wait_for 10 CE --exec-id e6 "$X" test -f /tmp/marker

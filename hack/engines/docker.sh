@@ -279,6 +279,20 @@ c_exec_tty_input() {
 }
 check exec-tty-input c_exec_tty_input
 
+c_exec_tty_mounts() {
+	# An exec with a terminal gets the pty as its stdio only: the container's mounts (its
+	# /dev/console above all) stay as they were. A fresh container: no earlier exec counts.
+	local before after rc=0
+	D run -d --name smk-m --network none "$img" sleep 1000 >/dev/null
+	before=$(D exec smk-m cat /proc/1/mountinfo)
+	pty_run /usr/bin/docker -H "unix://$tmp/docker.sock" exec -it smk-m tty || rc=$?
+	after=$(D exec smk-m cat /proc/1/mountinfo)
+	D rm -f smk-m >/dev/null
+	[[ $before == "$after" ]] || { diff <(echo "$before") <(echo "$after"); return 1; }
+	expect_eq 0 "$rc" "exit status of exec -t"
+}
+check exec-tty-keeps-mounts c_exec_tty_mounts
+
 c_exec_detach() {
 	D exec -d "$X" sh -c 'sleep 0.3; echo marker > /tmp/marker'
 	wait_for 10 D exec "$X" test -f /tmp/marker

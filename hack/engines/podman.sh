@@ -336,6 +336,20 @@ c_exec_tty_input() {
 }
 check exec-tty-input c_exec_tty_input
 
+c_exec_tty_mounts() {
+	# An exec with a terminal gets the pty as its stdio only: the container's mounts (its
+	# /dev/console above all) stay as they were. A fresh container: no earlier exec counts.
+	local before after rc=0
+	PR -d --name smk-m "$img" sleep 1000 >/dev/null
+	before=$(P exec smk-m cat /proc/1/mountinfo)
+	pty_run "$tmp/podman" exec -it smk-m tty || rc=$?
+	after=$(P exec smk-m cat /proc/1/mountinfo)
+	P rm -f -t 0 smk-m >/dev/null
+	[[ $before == "$after" ]] || { diff <(echo "$before") <(echo "$after"); return 1; }
+	expect_eq 0 "$rc" "exit status of exec -t"
+}
+check exec-tty-keeps-mounts c_exec_tty_mounts
+
 c_exec_detach() {
 	P exec -d "$X" sh -c 'sleep 0.3; echo marker > /tmp/marker' >/dev/null
 	wait_for 10 P exec "$X" test -f /tmp/marker
