@@ -50,6 +50,9 @@ smoke_init() {
 	tag=${tag:0:6}
 	log_dir="$tmp/logs"
 	mkdir -p "$log_dir"
+	# Engine helpers may drop files in their working directory (conmon writes an `oom` file
+	# there): run from the temp dir so nothing lands in the caller's.
+	cd "$tmp" || exit 1
 	cleanup_fns=()
 	trap smoke_exit EXIT
 	trap 'exit 130' INT TERM
