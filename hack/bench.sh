@@ -35,7 +35,7 @@ while (($#)); do
 done
 
 need_root
-apt_install busybox-static hyperfine runc crun
+apt_install busybox-static hyperfine runc crun time
 command -v python3 >/dev/null 2>&1 || apt_install python3-minimal
 
 skiff="${SKIFF:-$repo/target/release/skiff}"
@@ -122,14 +122,14 @@ for rt in "${selected[@]}"; do
 	exec_cmds+=("$b --root $r exec exec-target /bin/true")
 done
 
-hf() { # hf NAME CMDS...
+hf() { # hf NAME CMDS...   (HF_SHELL=none for commands without shell syntax)
 	local name=$1; shift
 	local args=() i=0
 	for c in "$@"; do
 		args+=(-n "${names[$i]}" "$c")
 		i=$((i + 1))
 	done
-	hyperfine --shell=bash --warmup 5 --runs "$runs" --export-json "$work/$name.json" "${args[@]}"
+	hyperfine --shell="${HF_SHELL:-bash}" --warmup 5 --runs "$runs" --export-json "$work/$name.json" "${args[@]}"
 }
 hf run "${run_cmds[@]}"
 hf cycle "${cycle_cmds[@]}"
@@ -137,27 +137,69 @@ hf cycle "${cycle_cmds[@]}"
 for rt in "${selected[@]}"; do
 	"${bin[$rt]}" --root "$work/root-$rt" run -d --bundle "$exec_bundle" exec-target </dev/null >/dev/null
 done
-hf exec "${exec_cmds[@]}"
+# exec takes a few ms: measured without a shell, whose startup hyperfine cannot subtract that finely.
+HF_SHELL=none hf exec "${exec_cmds[@]}"
 for rt in "${selected[@]}"; do
 	# runc 1.1 may complain that a cgroup is still busy right after the kill; cleanup retries.
 	"${bin[$rt]}" --root "$work/root-$rt" delete --force exec-target >/dev/null 2>&1 || true
 done
 
-python3 - "$work/run.json" "$work/cycle.json" "$work/exec.json" <<'PY'
-import json, sys
-benches = [("run", sys.argv[1]), ("create+start+delete", sys.argv[2]), ("exec", sys.argv[3])]
-med = {b: {r["command"]: r["median"] * 1000 for r in json.load(open(p))["results"]} for b, p in benches}
+# 100 containers, 10 at a time (run of /bin/true), total wall time.
+many_cmds=()
+for rt in "${selected[@]}"; do
+	b=${bin[$rt]} r="$work/root-$rt"
+	many_cmds+=("seq 100 | xargs -P 10 -I{} $b --root $r run --bundle $bundle m{}-\$SRANDOM")
+done
+hyperfine_many() {
+	local args=() i=0
+	for c in "${many_cmds[@]}"; do
+		args+=(-n "${names[$i]}" "$c")
+		i=$((i + 1))
+	done
+	hyperfine --shell=bash --warmup 1 --runs "${MANY_RUNS:-5}" --export-json "$work/many.json" "${args[@]}"
+}
+hyperfine_many
+
+# Peak RSS of the runtime process during create (GNU time's %M, KiB), median of 5.
+: >"$work/rss.txt"
+for rt in "${selected[@]}"; do
+	b=${bin[$rt]} r="$work/root-$rt"
+	for i in 1 2 3 4 5; do
+		/usr/bin/time -f "$rt %M" -a -o "$work/rss.txt" "$b" --root "$r" create --bundle "$bundle" rss$i </dev/null >/dev/null
+		"$b" --root "$r" delete --force rss$i >/dev/null 2>&1 || true
+	done
+done
+# Binary sizes (as installed; skiff's release profile is stripped).
+: >"$work/size.txt"
+for rt in "${selected[@]}"; do
+	echo "$rt $(stat -L -c %s "${bin[$rt]}")" >>"$work/size.txt"
+done
+
+python3 - "$work/run.json" "$work/cycle.json" "$work/exec.json" "$work/many.json" "$work/rss.txt" "$work/size.txt" <<'PY'
+import json, statistics, sys
+benches = [("run", sys.argv[1]), ("create+start+delete", sys.argv[2]), ("exec", sys.argv[3]),
+           ("100 x run, 10 at a time", sys.argv[4])]
+data = {b: {r["command"]: r for r in json.load(open(p))["results"]} for b, p in benches}
+med = {b: {n: r["median"] * 1000 for n, r in d.items()} for b, d in data.items()}
+cpu = {n: (r["user"] + r["system"]) * 1000 for n, r in data["run"].items()}
+rss = {}
+for line in open(sys.argv[5]):
+    n, v = line.split()
+    rss.setdefault(n, []).append(int(v))
+size = dict((l.split()[0], int(l.split()[1])) for l in open(sys.argv[6]))
 names = list(med["run"].keys())
 refs = [r for r in ("crun", "runc") if r in names]
 print()
-print("Medians in ms; ratio = this runtime's median / the reference's (below 1 is faster).")
-head = f"{'runtime':<10}"
+print("Medians in ms; ratio = this runtime's value / the reference's (below 1 is better).")
+def table(title, values, unit, fmt="{:>12.2f}"):
+    print(f"\n{title} ({unit})")
+    print(f"{'runtime':<10}{'value':>12}" + "".join(f"{'/' + r:>8}" for r in refs))
+    for n in names:
+        v = values[n]
+        print(f"{n:<10}" + fmt.format(v) + "".join(f"{v / values[r]:>8.2f}" for r in refs))
 for b, _ in benches:
-    head += f"{b:>22}" + "".join(f"{'/' + r:>8}" for r in refs)
-print(head)
-for n in names:
-    row = f"{n:<10}"
-    for b, _ in benches:
-        row += f"{med[b][n]:>22.2f}" + "".join(f"{med[b][n] / med[b][r]:>8.2f}" for r in refs)
-    print(row)
+    table(b + ", median wall", med[b], "ms")
+table("run, CPU time user+sys (mean)", cpu, "ms")
+table("create, peak RSS of the runtime (median of 5)", {n: statistics.median(v) for n, v in rss.items()}, "KiB", "{:>12.0f}")
+table("binary size", {n: size[n] / 1e6 for n in names}, "MB")
 PY
