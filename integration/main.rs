@@ -18,6 +18,7 @@ mod list;
 mod mounts;
 mod namespaces;
 mod process;
+mod reliability;
 mod rootless;
 mod security;
 mod spec;
