@@ -22,6 +22,8 @@ pub enum ToInit {
     RuntimeHooksDone,
     /// The seccomp listener reached the agent at listenerPath.
     SeccompListenerSent,
+    /// The state file says `created`: the init may wait for `start`.
+    Committed,
 }
 
 /// Init -> parent.

@@ -302,6 +302,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     st.rdt = rdt_cleanup;
     st.creator = None;
     store.save(&st)?;
+    parent_end.send(&ToInit::Committed)?;
 
     let console_master = match run_console {
         Some(ours) => Some(crate::console::recv_master(ours.as_fd())?),

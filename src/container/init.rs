@@ -158,6 +158,14 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     let prepared = prepare_process(&plan.process, a.channel)?;
 
     a.channel.send(&ToParent::Ready)?;
+    // Wait until the parent has recorded us: if it dies before that, no
+    // state names this init, so nobody could start or list it: leave.
+    match a.channel.recv::<ToInit>()? {
+        Some(ToInit::Committed) => {}
+        Some(other) => return Err(Error::msg(format!("sync: unexpected {other:?}"))),
+        // SAFETY: see `run`.
+        None => unsafe { libc::_exit(1) },
+    }
 
     let conn = accept_start(a.start_listener)?;
     if let Err(e) = hooks::run_hooks("startContainer", &plan.hooks.start_container, &state_bytes) {

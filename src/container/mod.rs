@@ -103,6 +103,13 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
                 "container {id} has no state (an interrupted create?): use delete --force"
             )))
         }
+        // skiff writes states atomically; an unreadable one came from
+        // elsewhere. --force still removes the directory (nothing in it
+        // says which processes or cgroups were the container's).
+        Err(e) if force => {
+            log::warn!("delete --force {id}: {e}: removing its state directory");
+            return store.remove(id);
+        }
         Err(e) => return Err(e),
     };
     let status = store.status(&st);

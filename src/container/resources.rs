@@ -142,7 +142,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// Docker-style sizes as runc's `update` takes them: "512m", "1g", "1024", "-1".
@@ -160,8 +160,15 @@ pub fn parse_bytes(text: &str) -> Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
+    // Digits and at most one '.': f64's parser would also take "nan", "inf" and "1e400".
+    if num.is_empty()
+        || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        || num.bytes().filter(|b| *b == b'.').count() > 1
+    {
+        return Err(bad());
+    }
     let v: f64 = num.parse().map_err(|_| bad())?;
-    if v < 0.0 {
+    if !v.is_finite() || v * mult as f64 > i64::MAX as f64 {
         return Err(bad());
     }
     Ok((v * mult as f64) as i64)
@@ -194,5 +201,9 @@ mod tests {
         assert_eq!(parse_bytes("4096").unwrap(), 4096);
         assert_eq!(parse_bytes("-1").unwrap(), -1);
         assert!(parse_bytes("lots").is_err());
+        for bad in ["nan", "inf", "1e400", "-5", "1.2.3", "m"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert!(parse_go_duration("7777777777777777777777777777s").is_err());
     }
 }
