@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod logging;
 pub mod lsm;
 pub mod mempolicy;
+pub mod mountinfo;
 pub mod namespaces;
 pub mod netdev;
 pub mod personality;

@@ -121,33 +121,10 @@ pub fn resctrl_root() -> Result<PathBuf> {
 }
 
 fn find_resctrl(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        if post.split(' ').next()? != "resctrl" {
-            return None;
-        }
-        Some(PathBuf::from(unescape(pre.split(' ').nth(4)?)))
-    })
-}
-
-/// mountinfo writes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::mountinfo::parse(mountinfo)
+        .into_iter()
+        .find(|m| m.fstype == "resctrl")
+        .map(|m| PathBuf::from(m.mount_point))
 }
 
 /// Put `pid` into the plan's group on the mounted resctrl.

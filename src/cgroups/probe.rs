@@ -4,6 +4,7 @@
 //! the unified hierarchy's cgroup.controllers, so v1, v2 and hybrid layouts
 //! are unit-tested from fixtures; `HostCgroups::probe()` only reads the files.
 
+use crate::mountinfo::unescape;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -87,29 +88,6 @@ fn mountinfo_fields(line: &str) -> Option<(&str, &str, &str, &str)> {
     let _source = post.next()?;
     let opts = post.next().unwrap_or("");
     Some((root, mountpoint, fstype, opts))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = &s[i + 1..i + 4];
-            if let Ok(v) = u8::from_str_radix(oct, 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl HostCgroups {

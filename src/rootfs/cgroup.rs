@@ -3,64 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// One line of /proc/self/mountinfo (only the fields used here).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    pub root: String,
-    pub mount_point: String,
-    /// Optional fields ("shared:1", "master:2").
-    pub optional: String,
-    pub fstype: String,
-    pub super_options: String,
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let l: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        if l.len() < 6 || r.len() < 3 {
-            continue;
-        }
-        out.push(MountInfo {
-            root: unescape(l[3]),
-            mount_point: unescape(l[4]),
-            optional: l[6..].join(" "),
-            fstype: r[0].to_string(),
-            super_options: r[2].to_string(),
-        });
-    }
-    out
-}
+pub use crate::mountinfo::{parse as parse_mountinfo, MountInfo};
 
 /// The mount that contains `path` (the last, i.e. topmost, with the
 /// longest mount point that is a prefix of it).
