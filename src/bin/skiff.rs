@@ -319,12 +319,20 @@ fn normalize_args(args: Vec<String>) -> Vec<String> {
     let mut seen_command = false;
     let mut expect_value = false;
     let mut verbatim = false;
+    // The global `--rootless` takes a value; `spec --rootless` does not.
+    let mut after_rootless = false;
     for arg in iter {
         if verbatim || expect_value {
             expect_value = false;
             out.push(arg);
             continue;
         }
+        if std::mem::take(&mut after_rootless) && ["true", "false", "auto"].contains(&arg.as_str())
+        {
+            out.push(arg);
+            continue;
+        }
+        after_rootless = arg == "--rootless" || arg == "-rootless";
         if arg == "--" {
             verbatim = true;
             out.push(arg);
@@ -850,6 +858,34 @@ mod tests {
                 "--pid-file=/p",
                 "id"
             ]
+        );
+    }
+
+    #[test]
+    fn global_rootless_value_is_not_the_command() {
+        assert_eq!(
+            norm(&[
+                "skiff",
+                "-rootless",
+                "true",
+                "create",
+                "-bundle",
+                "/b",
+                "id"
+            ]),
+            [
+                "skiff",
+                "--rootless",
+                "true",
+                "create",
+                "--bundle",
+                "/b",
+                "id"
+            ]
+        );
+        assert_eq!(
+            norm(&["skiff", "spec", "-rootless", "-bundle", "/b"]),
+            ["skiff", "spec", "--rootless", "--bundle", "/b"]
         );
     }
 
