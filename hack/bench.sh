@@ -21,9 +21,11 @@ source hack/lib.sh
 runtimes="${RUNTIMES:-skiff runc crun}"
 runs="${RUNS:-50}"
 build=""
+image=""
 while (($#)); do
 	case $1 in
 	--build) build=1 ;;
+	--image) image=1 ;;
 	--runs) runs=$2; shift ;;
 	--runs=*) runs=${1#*=} ;;
 	--runtimes) runtimes=$2; shift ;;
@@ -203,3 +205,7 @@ table("run, CPU time user+sys (mean)", cpu, "ms")
 table("create, peak RSS of the runtime (median of 5)", {n: statistics.median(v) for n, v in rss.items()}, "KiB", "{:>12.0f}")
 table("binary size", {n: size[n] / 1e6 for n in names}, "MB")
 PY
+
+if [[ -n $image ]]; then
+	"$repo/hack/bench-image.sh"
+fi
