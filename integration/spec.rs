@@ -2,7 +2,7 @@
 //! process.scheduler, process.ioPriority, process.execCPUAffinity, linux.memoryPolicy,
 //! linux.personality, linux.netDevices, linux.intelRdt, annotations. Also: config fields that
 //! cannot be honoured here are refused with an error naming the field (never silently
-//! ignored), and there is no checkpoint/restore. docs/spec-coverage.md maps every field to
+//! ignored), and there is no checkpoint/restore. The README's coverage table maps every field to
 //! its test.
 //!
 //! runc 1.1 predates most of these fields (it ignores them), so those tests are skiff only.
