@@ -28,6 +28,14 @@ if [[ $# -ne 1 ]]; then
 fi
 runtime=$(readlink -f "$1")
 reference=${SMOKE_REFERENCE:-/usr/sbin/runc}
+# Debian's runc is the reference: on a fresh machine it is not there until installed (the
+# engines would pull it in as a dependency, but only after the first reference run started).
+if [[ $reference == /usr/sbin/runc && ! -x $reference ]]; then
+	echo "installing runc (the reference runtime)" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q --no-install-recommends runc >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends runc >/dev/null; }
+fi
 out=${SMOKE_OUT:-$(mktemp -d /tmp/skiff-engines.XXXXXX)}
 mkdir -p "$out"
 
