@@ -37,6 +37,8 @@ pub mod spec_template;
 pub mod state;
 pub mod sync;
 pub mod sysctl;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tty;
 pub mod user;
 pub mod userns;

@@ -181,7 +181,7 @@ pub fn current() -> Result<(i32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::test_support::in_child;
+    use crate::testing::in_child;
 
     fn plan(json: &str) -> Result<MemPolicyPlan> {
         let p: LinuxMemoryPolicy = serde_json::from_str(json).expect("test json");

@@ -816,7 +816,7 @@ fn ext_ack_message(payload: &[u8], flags: u16) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::test_support::is_root;
+    use crate::testing::is_root;
     use std::io::{Read, Write};
 
     fn spec(json: &str) -> Spec {

@@ -59,7 +59,7 @@ pub fn current() -> Result<libc::c_ulong> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::test_support::in_child;
+    use crate::testing::in_child;
 
     fn plan(json: &str) -> Result<PersonalityPlan> {
         let p: LinuxPersonality = serde_json::from_str(json).expect("test json");

@@ -4,7 +4,7 @@
 //! did not change.
 
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -46,58 +46,22 @@ impl Bundle {
     }
 }
 
-/// Fork; in the child unshare(flags), run `f`, report its error. Returns
-/// the child's messages.
+/// Fork; in the child unshare(flags), run `f`, report its error. The host's
+/// mount table must be unchanged afterwards.
 fn in_child(
     flags: libc::c_int,
     f: impl FnOnce() -> std::result::Result<(), String>,
 ) -> std::result::Result<(), String> {
     let before = host_mountinfo();
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both fds were just created and are owned here only.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the child only runs `f` and then _exit()s; it never returns
-    // into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        drop(rd);
-        let mut out = std::fs::File::from(wr);
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // SAFETY: plain syscall.
-            if unsafe { libc::unshare(flags) } != 0 {
-                return Err(format!("unshare: {}", std::io::Error::last_os_error()));
-            }
-            f()
-        }));
-        let code = match r {
-            Ok(Ok(())) => 0,
-            Ok(Err(msg)) => {
-                let _ = out.write_all(msg.as_bytes());
-                1
-            }
-            Err(_) => {
-                let _ = out.write_all(b"child panicked");
-                2
-            }
-        };
-        // SAFETY: ends the forked child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    drop(wr);
-    let mut msg = String::new();
-    let _ = std::fs::File::from(rd).read_to_string(&mut msg);
-    let mut status = 0;
-    // SAFETY: `pid` is our child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    let r = crate::testing::in_child(|| {
+        // SAFETY: plain syscall in the forked child.
+        if unsafe { libc::unshare(flags) } != 0 {
+            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        f()
+    });
     assert_eq!(host_mountinfo(), before, "the host's mount table changed");
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else {
-        Err(format!("child status {status:#x}: {msg}"))
-    }
+    r
 }
 
 /// A parsed line of the container's mountinfo.
