@@ -74,41 +74,71 @@ fn read_trim(p: &str) -> Option<String> {
 
 impl HostLimits {
     pub fn probe() -> Result<HostLimits> {
-        let cpus = read_trim("/sys/devices/system/cpu/online").unwrap_or_else(|| "0".into());
-        let mems = read_trim("/sys/devices/system/node/online").unwrap_or_else(|| "0".into());
-        let mut hugepage_sizes = Vec::new();
-        if let Ok(rd) = std::fs::read_dir("/sys/kernel/mm/hugepages") {
-            for e in rd.flatten() {
+        Self::probe_what(true, true, true)
+    }
+
+    /// Only what `check_host` will look at for these resources: on the
+    /// create path most configs need none of it (four directory and file
+    /// reads saved).
+    pub fn probe_for(r: &LinuxResources) -> Result<HostLimits> {
+        let cpus = r
+            .cpu()
+            .as_ref()
+            .is_some_and(|c| c.cpus().is_some() || c.mems().is_some());
+        let huge = r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty());
+        let block = r.block_io().as_ref().is_some_and(|b| {
+            b.weight_device().as_ref().is_some_and(|d| !d.is_empty())
+                || throttle_lists(b).iter().any(|(_, l)| !l.is_empty())
+        });
+        Self::probe_what(cpus, huge, block)
+    }
+
+    fn probe_what(cpus_mems: bool, huge: bool, block: bool) -> Result<HostLimits> {
+        let mut limits = HostLimits {
+            cpus: BTreeSet::new(),
+            mems: BTreeSet::new(),
+            hugepage_sizes: Vec::new(),
+            block_devices: BTreeSet::new(),
+        };
+        if cpus_mems {
+            let cpus = read_trim("/sys/devices/system/cpu/online").unwrap_or_else(|| "0".into());
+            let mems = read_trim("/sys/devices/system/node/online").unwrap_or_else(|| "0".into());
+            limits.cpus = parse_list(&cpus)
+                .map_err(|e| Error::msg(format!("/sys/devices/system/cpu/online: {e}")))?;
+            limits.mems = parse_list(&mems)
+                .map_err(|e| Error::msg(format!("/sys/devices/system/node/online: {e}")))?;
+        }
+        if huge {
+            for e in std::fs::read_dir("/sys/kernel/mm/hugepages")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Some(kb) = e
                     .file_name()
                     .to_str()
                     .and_then(|n| n.strip_prefix("hugepages-"))
                     .and_then(|n| n.strip_suffix("kB"))
+                    .and_then(|kb| kb.parse::<u64>().ok())
                 {
-                    if let Ok(kb) = kb.parse::<u64>() {
-                        hugepage_sizes.push(hugepage_name(kb));
-                    }
+                    limits.hugepage_sizes.push(hugepage_name(kb));
                 }
             }
         }
-        let mut block_devices = BTreeSet::new();
-        if let Ok(rd) = std::fs::read_dir("/sys/dev/block") {
-            for e in rd.flatten() {
+        if block {
+            for e in std::fs::read_dir("/sys/dev/block")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Some((a, b)) = e.file_name().to_str().and_then(|n| n.split_once(':')) {
                     if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
-                        block_devices.insert((a, b));
+                        limits.block_devices.insert((a, b));
                     }
                 }
             }
         }
-        Ok(HostLimits {
-            cpus: parse_list(&cpus)
-                .map_err(|e| Error::msg(format!("/sys/devices/system/cpu/online: {e}")))?,
-            mems: parse_list(&mems)
-                .map_err(|e| Error::msg(format!("/sys/devices/system/node/online: {e}")))?,
-            hugepage_sizes,
-            block_devices,
-        })
+        Ok(limits)
     }
 }
 

@@ -175,7 +175,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     let idmapped = crate::rootfs::IdmappedMounts::prepare(&plan.rootfs)?;
     let cgroup = cgroups::create_for(
         &host_cgroups,
-        &HostLimits::probe()?,
+        &HostLimits::probe_for(&plan.cgroup.resources)?,
         &plan.cgroup,
         opts.rootless,
     )?;

@@ -43,7 +43,8 @@ pub fn update(store: &Store, id: &str, resources: LinuxResources) -> Result<()> 
     if store.status(&st) == Status::Stopped {
         return Err(Error::NotRunning(id.to_string()));
     }
-    cgroup_of(&st)?.update(&HostCgroups::probe()?, &HostLimits::probe()?, resources)
+    let limits = HostLimits::probe_for(&resources)?;
+    cgroup_of(&st)?.update(&HostCgroups::probe()?, &limits, resources)
 }
 
 /// Host pids of every process in the container.
