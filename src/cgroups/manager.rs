@@ -153,8 +153,29 @@ pub fn create(host: &HostCgroups, limits: &HostLimits, plan: &CgroupPlan) -> Res
                     let prog = load_program(&state.bpf_program())?;
                     attach_program(&dir, &prog).with_context(|| format!("{}", d.dir.display()))?;
                 } else {
+                    // The kernel parses one rule per write(2): keep each of the
+                    // two files open across its rules instead of one open per rule.
+                    let mut open: Vec<(&str, std::fs::File)> = Vec::new();
                     for (file, line) in state.v1_writes() {
-                        write_file(&d.dir.join(file), &line).context("linux.resources.devices")?;
+                        let path = d.dir.join(file);
+                        let idx = match open.iter().position(|(f, _)| *f == file) {
+                            Some(i) => i,
+                            None => {
+                                let f = std::fs::OpenOptions::new()
+                                    .write(true)
+                                    .custom_flags(libc::O_CLOEXEC)
+                                    .open(&path)
+                                    .map_err(|e| io_err("open", &path, e))
+                                    .context("linux.resources.devices")?;
+                                open.push((file, f));
+                                open.len() - 1
+                            }
+                        };
+                        open[idx]
+                            .1
+                            .write_all(line.as_bytes())
+                            .map_err(|e| io_err(&format!("write {line:?} to"), &path, e))
+                            .context("linux.resources.devices")?;
                     }
                 }
             }
