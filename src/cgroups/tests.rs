@@ -164,9 +164,12 @@ fn fake_v1_tree_gets_v1_files() {
     );
     assert_eq!(read(t.join("net_cls/ctr/x/net_cls.classid")), "1048577");
     assert_eq!(read(t.join("net_prio/ctr/x/net_prio.ifpriomap")), "eth0 5");
-    // Plain files keep only the last write: the last allow of the defaults.
+    // One open file per devices file, one write per rule: a plain file
+    // holds the rules back to back, in order (reset first, then the allows).
     assert_eq!(read(t.join("devices/ctr/x/devices.deny")), "a *:* rwm");
-    assert!(read(t.join("devices/ctr/x/devices.allow")).starts_with("c "));
+    let allows = read(t.join("devices/ctr/x/devices.allow"));
+    assert!(allows.starts_with("b *:* mc *:* m"), "{allows}");
+    assert!(allows.contains("c 1:3 rwm"), "{allows}");
     // Handles round-trip through JSON (state file).
     let j = serde_json::to_string(&h).unwrap();
     assert_eq!(serde_json::from_str::<CgroupHandle>(&j).unwrap(), h);
