@@ -4,7 +4,8 @@
 #   hack/bench.sh [--build] [--runs N] [--runtimes "skiff runc crun"]
 #
 # Environment: RUNTIMES (default "skiff runc crun"), RUNS (default 50), SKIFF (skiff binary,
-# default target/release/skiff; --build builds it first).
+# default: the static release build, target/<arch>-unknown-linux-musl/release/skiff; --build
+# builds it first, see build_release_skiff in hack/lib.sh).
 #
 # Benchmarks (run and cycle use a fresh container id in every iteration):
 #   run   : `<rt> run --bundle B ID` of /bin/true
@@ -40,10 +41,10 @@ need_root
 apt_install busybox-static hyperfine runc crun time
 command -v python3 >/dev/null 2>&1 || apt_install python3-minimal
 
-skiff="${SKIFF:-$repo/target/release/skiff}"
+skiff="${SKIFF:-$repo/target/$(uname -m)-unknown-linux-musl/release/skiff}"
 if [[ -n $build ]]; then
-	need_cargo
-	cargo build --release --bin skiff
+	build_release_skiff
+	skiff=${SKIFF:-$skiff_release}
 fi
 
 declare -A bin

@@ -16,10 +16,9 @@ command -v python3 >/dev/null 2>&1 || apt_install python3-minimal
 
 skiff="${SKIFF:-}"
 if [[ -z $skiff ]]; then
-	need_cargo
 	echo "== building skiff (release)"
-	cargo build --release --bin skiff
-	skiff="$repo/target/release/skiff"
+	build_release_skiff
+	skiff=$skiff_release
 fi
 
 ./hack/mkrootfs.sh

@@ -37,3 +37,22 @@ need_cargo() {
 		exit 1
 	fi
 }
+
+# build_release_skiff: build the skiff binary that is shipped and benchmarked, and set $skiff_release
+# to its path: release profile, statically linked against musl (no dynamic loader, no shared
+# libraries to map: smaller resident set, faster startup), without skiff-image's crates. Falls back
+# to a glibc build, with a warning, where rustup cannot add the musl target (offline).
+build_release_skiff() {
+	need_cargo
+	local target
+	target="$(uname -m)-unknown-linux-musl"
+	if command -v rustup >/dev/null 2>&1 &&
+		{ rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target" >&2; }; then
+		cargo build --release --no-default-features --target "$target" --bin skiff
+		skiff_release="$repo/target/$target/release/skiff"
+	else
+		echo "$(basename "$0"): warning: Rust target $target unavailable; building skiff against glibc" >&2
+		cargo build --release --no-default-features --bin skiff
+		skiff_release="$repo/target/release/skiff"
+	fi
+}

@@ -285,7 +285,7 @@ fn open_namespace(typ: LinuxNamespaceType, path: &Path) -> Result<NamespaceFile>
     // SAFETY: `open` just returned this fd and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
-    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
     if kind < 0 {
         return Err(Error::config(
             "linux.namespaces",

@@ -6,8 +6,15 @@ use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
 use crate::error::{Error, Result};
 
+/// setrlimit(2)'s resource argument: glibc declares its own enum type, musl
+/// a plain int.
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
 /// Every resource setrlimit(2) documents, by its config.json name.
-const RESOURCES: [(&str, libc::__rlimit_resource_t); 16] = [
+const RESOURCES: [(&str, Resource); 16] = [
     ("RLIMIT_AS", libc::RLIMIT_AS),
     ("RLIMIT_CORE", libc::RLIMIT_CORE),
     ("RLIMIT_CPU", libc::RLIMIT_CPU),
@@ -28,11 +35,11 @@ const RESOURCES: [(&str, libc::__rlimit_resource_t); 16] = [
 
 /// The kernel resource number for a config.json rlimit name such as
 /// "RLIMIT_NOFILE"; `None` for names setrlimit(2) does not know.
-pub fn resource_by_name(name: &str) -> Option<libc::__rlimit_resource_t> {
+pub fn resource_by_name(name: &str) -> Option<Resource> {
     RESOURCES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
 }
 
-fn resource_of(t: PosixRlimitType) -> (&'static str, libc::__rlimit_resource_t) {
+fn resource_of(t: PosixRlimitType) -> (&'static str, Resource) {
     use PosixRlimitType::*;
     match t {
         RlimitCpu => ("RLIMIT_CPU", libc::RLIMIT_CPU),
@@ -57,7 +64,7 @@ fn resource_of(t: PosixRlimitType) -> (&'static str, libc::__rlimit_resource_t) 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rlimit {
     pub name: &'static str,
-    pub resource: libc::__rlimit_resource_t,
+    pub resource: Resource,
     pub soft: u64,
     pub hard: u64,
 }
@@ -102,7 +109,7 @@ fn push_checked(
     limits: &mut Vec<Rlimit>,
     i: usize,
     name: &'static str,
-    resource: libc::__rlimit_resource_t,
+    resource: Resource,
     soft: u64,
     hard: u64,
 ) -> Result<()> {

@@ -211,6 +211,10 @@ pub fn parse(options: &[String], field: &str) -> Result<MountOptions> {
     Ok(out)
 }
 
+/// statvfs(3)'s ST_RELATIME (the kernel's MNT_RELATIME bit in f_flag); the
+/// libc crate defines it for glibc only.
+const ST_RELATIME: u64 = 0x1000;
+
 /// Convert statvfs(3) `f_flag` bits into the MS_* flags a bind remount must
 /// repeat: in a user namespace the kernel refuses to drop flags that a more
 /// privileged namespace set (they are "locked").
@@ -223,7 +227,7 @@ pub fn locked_flags_from_statvfs(f_flag: u64) -> u64 {
         (libc::ST_NOEXEC, MS_NOEXEC),
         (libc::ST_NOATIME, MS_NOATIME),
         (libc::ST_NODIRATIME, MS_NODIRATIME),
-        (libc::ST_RELATIME, MS_RELATIME),
+        (ST_RELATIME, MS_RELATIME),
     ] {
         if f_flag & st != 0 {
             flags |= ms;
@@ -426,7 +430,7 @@ mod tests {
 
     #[test]
     fn locked_flags() {
-        let f = locked_flags_from_statvfs(libc::ST_NOSUID | libc::ST_NODEV | libc::ST_RELATIME);
+        let f = locked_flags_from_statvfs(libc::ST_NOSUID | libc::ST_NODEV | ST_RELATIME);
         assert_eq!(f, MS_NOSUID | MS_NODEV | MS_RELATIME);
         // The requested noatime cannot replace a locked relatime.
         let m = merge_locked(MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOATIME, f);
