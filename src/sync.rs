@@ -99,25 +99,41 @@ impl Channel {
 
     /// Receive one message; `Ok(None)` when the peer has gone.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let n = loop {
-            // SAFETY: buf is a valid writable buffer of the given length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = Errno::last();
-            if e != Errno::EINTR {
-                return Err(Error::sys("sync: receive", e));
-            }
-        };
+        // Peek at the next packet's length first (MSG_TRUNC reports it for
+        // SEQPACKET sockets): a buffer of exactly that size instead of one of
+        // MAX_MESSAGE keeps a 64 KiB zeroed allocation off every message.
+        let len = self.recv_into(&mut [], libc::MSG_PEEK | libc::MSG_TRUNC)?;
+        let mut buf = vec![0u8; len.min(MAX_MESSAGE)];
+        let n = self.recv_into(&mut buf, 0)?;
         if n == 0 {
             return Ok(None);
         }
         serde_json::from_slice(&buf[..n])
             .map(Some)
             .map_err(|e| Error::msg(format!("sync: decode message: {e}")))
+    }
+
+    /// recv(2) retried on EINTR; 0 means the peer has gone.
+    fn recv_into(&self, buf: &mut [u8], flags: libc::c_int) -> Result<usize> {
+        loop {
+            // SAFETY: buf is a valid writable buffer of the given length (an
+            // empty one is fine: the kernel writes nothing into it).
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    flags,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = Errno::last();
+            if e != Errno::EINTR {
+                return Err(Error::sys("sync: receive", e));
+            }
+        }
     }
 }
 
