@@ -817,6 +817,26 @@ fn failed_create_leaves_no_cgroup() {
 }
 
 #[test]
+fn delete_removes_sub_cgroups() {
+    // What a nested runtime or systemd inside the container leaves: cgroups below the
+    // container's own, two levels deep, in a v1 hierarchy with a controller and one without.
+    let mut c = Cg::new("cg_sub");
+    c.set_args(&["sleep", "60"]);
+    start_main(&c);
+    let mut made = Vec::new();
+    for h in ["memory", "pids", "freezer"] {
+        let sub = PathBuf::from(format!("/sys/fs/cgroup/{h}{}/sub/deeper", c.path));
+        fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("mkdir {}: {e}", sub.display()));
+        made.push(sub);
+    }
+    c.delete_id(&c.id, true).ok();
+    for sub in &made {
+        assert!(!sub.exists(), "{} left behind", sub.display());
+    }
+    assert!(c.dirs().is_empty(), "left: {:?}", c.dirs());
+}
+
+#[test]
 fn busy_cgroup_refused() {
     skiff_only!("runc 1.1 only warns \"container's cgroup is not empty\" and goes on");
     let mut c = Cg::new("cg_busy");

@@ -253,6 +253,23 @@ fn has_procs(dir: &Path) -> Result<bool> {
 }
 
 fn make_dir(host: &HostCgroups, d: &CgroupDir, created: &mut Vec<PathBuf>) -> Result<()> {
+    // v1, where a create makes one directory in each of ~10 hierarchies:
+    // when the parent already exists (the common case) one mkdir says so,
+    // without a stat of each level first.
+    if !d.v2 {
+        match std::fs::create_dir(&d.dir) {
+            Ok(()) => {
+                created.push(d.dir.clone());
+                if d.controllers.iter().any(|c| c == "cpuset") {
+                    inherit_cpuset(&d.dir)?;
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("mkdir", &d.dir, e)),
+        }
+    }
     if d.dir.is_dir() && has_procs(&d.dir)? {
         return Err(Error::msg(format!(
             "cgroup {} already has processes",
@@ -424,6 +441,13 @@ fn rmdir_retry(p: &Path) -> Result<()> {
 }
 
 fn remove_tree(p: &Path) -> Result<()> {
+    // A container's cgroup rarely has sub-cgroups: try the rmdir first and
+    // list the directory only when the kernel says it is still in use.
+    match std::fs::remove_dir(p) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let rd = match std::fs::read_dir(p) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
