@@ -52,6 +52,62 @@ fn every_filesystem_type() {
         .any(|x| x.mount_point.starts_with("/home") || x.mount_point == "/boot"));
 }
 
+/// Every cgroup hierarchy the host has under /sys/fs/cgroup is mounted at the same name inside,
+/// read-only as asked, with and without a cgroup namespace; the host's symlinks (cpu ->
+/// cpu,cpuacct) are recreated.
+#[test]
+fn cgroup_mount_shows_every_host_hierarchy() {
+    let host = parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let names: Vec<String> = host
+        .iter()
+        .filter(|m| m.fstype.starts_with("cgroup"))
+        .filter_map(|m| {
+            m.mount_point
+                .strip_prefix("/sys/fs/cgroup/")
+                .map(str::to_string)
+        })
+        .filter(|n| !n.contains('/'))
+        .collect();
+    let links: Vec<String> = fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_symlink()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for cgroupns in [true, false] {
+        let mut c = Ctx::new(if cgroupns {
+            "mount_cg_ns"
+        } else {
+            "mount_cg_host"
+        });
+        if cgroupns {
+            c.set_namespace("cgroup", None);
+        } else {
+            c.remove_namespace("cgroup");
+        }
+        c.spec["mounts"] = all_types_mounts();
+        let out = c.sh_ok("cat /proc/self/mountinfo; echo ==; ls /sys/fs/cgroup");
+        let (mi, ls) = out.split_once("==\n").expect("separator");
+        let inside = parse_mountinfo(mi);
+        for n in &names {
+            let point = format!("/sys/fs/cgroup/{n}");
+            let m = find_mount(&inside, &point)
+                .unwrap_or_else(|| panic!("cgroupns={cgroupns}: {point} not mounted:\n{mi}"));
+            assert!(m.fstype.starts_with("cgroup"), "{point}: {}", m.fstype);
+            assert!(
+                m.has_opt("ro"),
+                "cgroupns={cgroupns}: {point} is not read-only"
+            );
+        }
+        for l in &links {
+            assert!(
+                ls.lines().any(|x| x == l),
+                "cgroupns={cgroupns}: symlink {l} missing: {ls}"
+            );
+        }
+    }
+}
+
 #[test]
 fn cgroup2_mount() {
     let mut c = Ctx::new("mount_cgroup2");

@@ -486,15 +486,14 @@ fn mount_cgroup(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan, cgroupns: bo
             drop(t);
             let dir = paths::open_in_root(root, &m.dest.rel, libc::O_PATH | libc::O_DIRECTORY)
                 .map_err(|e| Error::sys_path("open", m.dest.as_path(), e))?;
-            let mut rel = Vec::with_capacity(m.dest.rel.as_bytes().len() + 32);
+            // Each hierarchy's directory is made and opened relative to the
+            // tmpfs just mounted (resolved inside it as its own root): one
+            // component to walk instead of the whole path from the rootfs.
             for b in &binds {
-                rel.clear();
-                rel.extend_from_slice(m.dest.rel.as_bytes());
-                rel.push(b'/');
-                rel.extend_from_slice(b.name.as_bytes());
-                let sub =
-                    CString::new(rel.as_slice()).map_err(|_| Error::msg("NUL in cgroup path"))?;
-                let fd = paths::ensure(root, &sub, Kind::Dir)?;
+                let sub = CString::new(b.name.as_bytes())
+                    .map_err(|_| Error::msg("NUL in cgroup name"))?;
+                let fd = paths::ensure(dir.as_fd(), &sub, Kind::Dir)
+                    .with_context(|| format!("{}/{}", m.dest.display(), b.name))?;
                 let t = ProcFd::new(fd.as_fd());
                 let flags = per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC;
                 if cgroupns {
@@ -520,7 +519,7 @@ fn mount_cgroup(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan, cgroupns: bo
                 sys_mount(Some(&src), t.as_cstr(), None, MS_BIND | MS_REC, None)
                     .map_err(|e| Error::sys_path("bind mount", &b.host_dir, e))?;
                 drop(fd);
-                let fd = paths::open_in_root(root, &sub, libc::O_PATH)
+                let fd = paths::open_in_root(dir.as_fd(), &sub, libc::O_PATH)
                     .map_err(|e| Error::sys_path("open", b.host_dir.as_path(), e))?;
                 remount_keep_locked(ProcFd::new(fd.as_fd()).as_cstr(), flags)
                     .map_err(|e| Error::sys_path("remount", &b.host_dir, e))?;
