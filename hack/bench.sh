@@ -69,11 +69,8 @@ for rt in $runtimes; do
 done
 ((${#selected[@]})) || { echo "bench: no runtime to benchmark" >&2; exit 1; }
 
-# crun 1.8 refuses this hybrid cgroup host while hugetlb sits on cgroup2: give hugetlb a v1
-# hierarchy of its own.
-if [[ -n ${bin[crun]:-} && -d /sys/fs/cgroup/unified ]]; then
-	mkdir -p /sys/fs/cgroup/hugetlb 2>/dev/null || true
-	mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || true
+if [[ -n ${bin[crun]:-} ]]; then
+	mount_hugetlb_v1_for_crun
 fi
 
 ./hack/mkrootfs.sh
@@ -90,19 +87,8 @@ cleanup() {
 trap cleanup EXIT
 
 bundle="$work/bundle"
-mkdir -p "$bundle"
-cp -a fixtures/busybox-rootfs "$bundle/rootfs"
 if [[ -n ${bin[skiff]:-} ]]; then spec_from=${bin[skiff]}; else spec_from=$(command -v runc); fi
-"$spec_from" spec --bundle "$bundle"
-python3 - "$bundle/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["process"]["terminal"] = False
-c["process"]["args"] = ["/bin/true"]
-# crun 1.8 refuses ociVersion 1.3.0 ("unknown version specified"); all three take 1.0.2.
-c["ociVersion"] = "1.0.2"
-json.dump(c, open(sys.argv[1], "w"), indent=2)
-PY
+make_true_bundle "$bundle" "$spec_from"
 # The exec target: the same rootfs (by absolute path: runc refuses a symlinked one), init sleeps.
 exec_bundle="$work/bundle-exec"
 mkdir -p "$exec_bundle"

@@ -56,3 +56,29 @@ build_release_skiff() {
 		skiff_release="$repo/target/release/skiff"
 	fi
 }
+
+# mount_hugetlb_v1_for_crun: crun 1.8 refuses a hybrid cgroup host while hugetlb sits on
+# cgroup2; a v1 hierarchy of its own for hugetlb makes the host usable for it.
+mount_hugetlb_v1_for_crun() {
+	[[ -d /sys/fs/cgroup/unified ]] || return 0
+	mkdir -p /sys/fs/cgroup/hugetlb 2>/dev/null || true
+	mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || true
+}
+
+# make_true_bundle DIR SPEC_RUNTIME: the benchmark bundle: a copy of the busybox rootfs
+# (hack/mkrootfs.sh), config.json from `SPEC_RUNTIME spec`, running /bin/true without a
+# terminal, ociVersion 1.0.2 (crun 1.8 refuses 1.3.0; skiff, runc and crun all take 1.0.2).
+make_true_bundle() {
+	local dir=$1 spec_from=$2
+	mkdir -p "$dir"
+	cp -a "$repo/fixtures/busybox-rootfs" "$dir/rootfs"
+	"$spec_from" spec --bundle "$dir"
+	python3 - "$dir/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c["ociVersion"] = "1.0.2"
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+}
