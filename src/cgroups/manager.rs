@@ -120,6 +120,19 @@ impl CgroupHandle {
             .find(|d| d.controllers.iter().any(|c| c == controller))
     }
 
+    /// The same cgroup in the hierarchies of one creation step only.
+    pub fn part(&self, part: Part) -> CgroupHandle {
+        CgroupHandle {
+            path: self.path.clone(),
+            dirs: self
+                .dirs
+                .iter()
+                .filter(|d| part.covers(d))
+                .cloned()
+                .collect(),
+        }
+    }
+
     pub fn v2_dir(&self) -> Option<&Path> {
         self.dirs.iter().find(|d| d.v2).map(|d| d.dir.as_path())
     }
@@ -136,18 +149,62 @@ impl CgroupHandle {
 /// Create the container's cgroups and apply `plan`. Every value is checked
 /// before the first mkdir; on any error, what was created is removed.
 pub fn create(host: &HostCgroups, limits: &HostLimits, plan: &CgroupPlan) -> Result<CgroupHandle> {
+    create_part(host, limits, plan, Part::All)
+}
+
+/// Which of a container's cgroup directories a creation step makes and
+/// writes the limits of (see [`create_part`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every hierarchy.
+    All,
+    /// Only the cgroup2 directory: the one the init is cloned into.
+    V2,
+    /// Only the v1 hierarchies, which the init joins by itself: they can be
+    /// made while it is already running (and waiting).
+    V1,
+}
+
+impl Part {
+    fn covers(self, d: &CgroupDir) -> bool {
+        match self {
+            Part::All => true,
+            Part::V2 => d.v2,
+            Part::V1 => !d.v2,
+        }
+    }
+}
+
+/// [`create`] in two steps: `Part::V2` then `Part::V1` together do what
+/// `Part::All` does. Each step validates the whole plan (so the first one
+/// reports any error in it); a failed step removes what it made, and the
+/// caller removes the rest with [`CgroupHandle::destroy`]. The handle
+/// returned names every directory, made yet or not.
+pub fn create_part(
+    host: &HostCgroups,
+    limits: &HostLimits,
+    plan: &CgroupPlan,
+    part: Part,
+) -> Result<CgroupHandle> {
     let ops = plan.ops(host)?;
     plan.check_host(limits)?;
     let devices = plan.device_state()?;
     let handle = CgroupHandle::resolve(host, &plan.path);
+    if part == Part::V2 {
+        // The first of the two steps refuses a cgroup that is in use in any
+        // hierarchy, before anything is made or anyone cloned.
+        for d in handle.dirs.iter().filter(|d| !d.v2) {
+            refuse_busy(d)?;
+        }
+    }
     let mut created: Vec<PathBuf> = Vec::new();
     let r = (|| -> Result<()> {
-        for d in &handle.dirs {
+        for d in handle.dirs.iter().filter(|d| part.covers(d)) {
             make_dir(host, d, &mut created)?;
         }
-        apply_ops(&handle, &ops)?;
+        apply_ops(&handle, &ops, part)?;
         if let Some(state) = &devices {
-            if let Some(d) = handle.dir_for("devices") {
+            if let Some(d) = handle.dir_for("devices").filter(|d| part.covers(d)) {
                 if d.v2 {
                     let dir = open_dir(&d.dir)?;
                     let prog = load_program(&state.bpf_program())?;
@@ -252,6 +309,17 @@ fn has_procs(dir: &Path) -> Result<bool> {
     }
 }
 
+/// A container never shares its cgroup with processes already there.
+fn refuse_busy(d: &CgroupDir) -> Result<()> {
+    if d.dir.is_dir() && has_procs(&d.dir)? {
+        return Err(Error::msg(format!(
+            "cgroup {} already has processes",
+            d.dir.display()
+        )));
+    }
+    Ok(())
+}
+
 fn make_dir(host: &HostCgroups, d: &CgroupDir, created: &mut Vec<PathBuf>) -> Result<()> {
     // v1, where a create makes one directory in each of ~10 hierarchies:
     // when the parent already exists (the common case) one mkdir says so,
@@ -270,12 +338,7 @@ fn make_dir(host: &HostCgroups, d: &CgroupDir, created: &mut Vec<PathBuf>) -> Re
             Err(e) => return Err(io_err("mkdir", &d.dir, e)),
         }
     }
-    if d.dir.is_dir() && has_procs(&d.dir)? {
-        return Err(Error::msg(format!(
-            "cgroup {} already has processes",
-            d.dir.display()
-        )));
-    }
+    refuse_busy(d)?;
     // Find the first missing ancestor, then create top-down so that v1
     // cpuset levels get their cpus/mems and v2 levels their controllers.
     let mut missing = Vec::new();
@@ -349,7 +412,7 @@ fn enable_v2_controllers(host: &HostCgroups, parent: &Path) -> Result<()> {
     write_file(&parent.join("cgroup.subtree_control"), &want.join(" "))
 }
 
-fn apply_write(handle: &CgroupHandle, w: &Write) -> Result<()> {
+fn apply_write(handle: &CgroupHandle, w: &Write, part: Part) -> Result<()> {
     let d = handle.dir_for(w.controller).ok_or_else(|| {
         Error::config(
             &w.field,
@@ -359,6 +422,9 @@ fn apply_write(handle: &CgroupHandle, w: &Write) -> Result<()> {
             ),
         )
     })?;
+    if !part.covers(d) {
+        return Ok(());
+    }
     let p = d.dir.join(&w.file);
     let (path, value) = if p.exists() {
         (p, w.value.as_str())
@@ -381,19 +447,19 @@ fn apply_write(handle: &CgroupHandle, w: &Write) -> Result<()> {
     }
 }
 
-fn apply_ops(handle: &CgroupHandle, ops: &[Op]) -> Result<()> {
+fn apply_ops(handle: &CgroupHandle, ops: &[Op], part: Part) -> Result<()> {
     for op in ops {
         match op {
-            Op::Write(w) => apply_write(handle, w)?,
+            Op::Write(w) => apply_write(handle, w, part)?,
             Op::MemoryPair { limit, swap } => {
-                if let Err(e) = apply_write(handle, limit) {
+                if let Err(e) = apply_write(handle, limit, part) {
                     if e.errno() != Some(Errno::EINVAL) {
                         return Err(e);
                     }
-                    apply_write(handle, swap)?;
-                    apply_write(handle, limit)?;
+                    apply_write(handle, swap, part)?;
+                    apply_write(handle, limit, part)?;
                 } else {
-                    apply_write(handle, swap)?;
+                    apply_write(handle, swap, part)?;
                 }
             }
             Op::CheckUsage {
@@ -401,7 +467,7 @@ fn apply_ops(handle: &CgroupHandle, ops: &[Op]) -> Result<()> {
                 usage_file,
                 limit,
             } => {
-                let Some(d) = handle.dir_for(controller) else {
+                let Some(d) = handle.dir_for(controller).filter(|d| part.covers(d)) else {
                     continue;
                 };
                 let p = d.dir.join(usage_file);
@@ -672,6 +738,6 @@ impl CgroupHandle {
         let plan = CgroupPlan::from_resources(self.path.clone(), resources)?;
         let ops = plan.ops(host)?;
         plan.check_host(limits)?;
-        apply_ops(self, &ops)
+        apply_ops(self, &ops, Part::All)
     }
 }

@@ -27,7 +27,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use manager::{create, create_for, CgroupDir, CgroupHandle};
+pub use manager::{create, create_for, create_part, CgroupDir, CgroupHandle, Part};
 pub use oom::OomWatcher;
 pub use plan::{CgroupPlan, HostLimits};
 pub use probe::{HostCgroups, Mode};

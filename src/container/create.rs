@@ -173,17 +173,37 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // `delete --force` finds the cgroups (and so every process) to remove.
     store.save(&st)?;
     let idmapped = crate::rootfs::IdmappedMounts::prepare(&plan.rootfs)?;
-    let cgroup = cgroups::create_for(
-        &host_cgroups,
-        &HostLimits::probe_for(&plan.cgroup.resources)?,
-        &plan.cgroup,
-        opts.rootless,
-    )?;
-    cleanup.cgroup = Some(cgroup.clone());
+    let limits = HostLimits::probe_for(&plan.cgroup.resources)?;
+    // Where the init moves itself into v1 hierarchies (no user namespace,
+    // not rootless), it is cloned before they exist: while we make them (a
+    // mkdir and a few writes in each of ~10 hierarchies), it creates its
+    // network namespace, the costliest part of the clone, on the other CPU.
+    // It joins them once told to proceed.
+    let overlap = host_cgroups.mode() != cgroups::Mode::Unified
+        && !opts.rootless
+        && !plan.namespaces.in_userns();
+    let cgroup = if overlap {
+        cgroups::create_part(&host_cgroups, &limits, &plan.cgroup, cgroups::Part::V2)?
+    } else {
+        cgroups::create_for(&host_cgroups, &limits, &plan.cgroup, opts.rootless)?
+    };
+    // A failed create kills what is in the cgroups it made: only those of
+    // the steps done (a v1 directory found in use after the clone belongs
+    // to someone else).
+    cleanup.cgroup = Some(if overlap {
+        cgroup.part(cgroups::Part::V2)
+    } else {
+        cgroup.clone()
+    });
     // On cgroup v2 the init is born in its cgroup (CLONE_INTO_CGROUP);
-    // v1 hierarchies are joined by the parent before the init proceeds.
+    // v1 hierarchies are joined before the init proceeds.
     let v2_dir = cgroup.v2_dir_fd()?;
-    let flags = plan.namespaces.clone_flags();
+    let mut flags = plan.namespaces.clone_flags();
+    let unshare_network =
+        overlap && plan.net_devices.is_empty() && flags & libc::CLONE_NEWNET as u64 != 0;
+    if unshare_network {
+        flags &= !(libc::CLONE_NEWNET as u64);
+    }
     // Without a user namespace the init can move itself into the v1
     // hierarchies, which is much cheaper than moving it from here.
     let self_join = !plan.namespaces.in_userns() && cgroup.has_v1();
@@ -206,6 +226,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
             ns_files: &ns_files,
             idmapped: &idmapped,
             join_cgroup: self_join.then_some(&cgroup),
+            unshare_network,
             close_fds: &[lock.raw_fd(), parent_end.raw_fd()],
         }),
         other => other,
@@ -232,8 +253,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     });
     drop(console_socket);
 
+    if overlap {
+        cgroups::create_part(&host_cgroups, &limits, &plan.cgroup, cgroups::Part::V1)?;
+        cleanup.cgroup = Some(cgroup.clone());
+    }
     // The child waits for this go-ahead before running anything of the
-    // container's: it must be in the cgroups, and its id maps written.
+    // container's: its cgroups must exist, and its id maps be written.
     if plan.namespaces.user == Disposition::New {
         crate::userns::write_id_maps(pid, &plan.uid_map, &plan.gid_map)?;
     }

@@ -39,6 +39,9 @@ pub struct InitArgs<'a> {
     /// Cgroups the init moves itself into (v1, no user namespace): see
     /// `CgroupHandle::join_self_v1`.
     pub join_cgroup: Option<&'a crate::cgroups::CgroupHandle>,
+    /// Create the network namespace here rather than in the clone: the
+    /// parent makes the v1 cgroups meanwhile (see `create`).
+    pub unshare_network: bool,
     /// Idmapped mounts the parent prepared (detached), attached by the init.
     pub idmapped: &'a crate::rootfs::IdmappedMounts,
     /// fds of the parent's that the init must close at once (the state lock).
@@ -66,12 +69,13 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     let plan = a.plan;
     // The container starts with no signal blocked or ignored.
     crate::spawn::reset_signals();
-    if let Some(cg) = a.join_cgroup {
-        cg.join_self_v1()?;
+    if a.unshare_network {
+        namespaces::unshare(libc::CLONE_NEWNET as u64).context("network namespace")?;
     }
 
-    // The parent places us in the container's cgroups (and writes the
-    // id maps) before we run anything that belongs to the container.
+    // The parent makes the container's cgroups (and places us in those we
+    // do not join ourselves, and writes the id maps) before we run anything
+    // that belongs to the container.
     let state_json = match a.channel.recv::<ToInit>()? {
         Some(ToInit::Proceed { state_json }) => state_json,
         Some(other) => return Err(Error::msg(format!("sync: unexpected {other:?}"))),
@@ -79,6 +83,9 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         // SAFETY: see `run`.
         None => unsafe { libc::_exit(1) },
     };
+    if let Some(cg) = a.join_cgroup {
+        cg.join_self_v1()?;
+    }
 
     if let Some(aff) = &plan.process.affinity {
         crate::sched::apply_initial_affinity(aff, 0)?;
