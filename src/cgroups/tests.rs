@@ -415,3 +415,86 @@ fn rootless_skips_an_unwritable_cgroup_unless_limits_are_asked() {
     });
     assert_eq!(code, 0);
 }
+
+/// A hybrid host: every controller but hugetlb on v1, hugetlb on cgroup2 at `unified`.
+fn fake_hybrid(root: &Path) -> HostCgroups {
+    let mut mi = String::new();
+    for (i, c) in V1_CTRLS.iter().filter(|c| **c != "hugetlb").enumerate() {
+        std::fs::create_dir_all(root.join(c)).unwrap();
+        mi.push_str(&format!(
+            "{} 1 0:{i} / {} rw - cgroup cgroup rw,{c}\n",
+            40 + i,
+            root.join(c).display()
+        ));
+    }
+    std::fs::create_dir_all(root.join("unified")).unwrap();
+    mi.push_str(&format!(
+        "60 1 0:30 / {} rw - cgroup2 cgroup2 rw\n",
+        root.join("unified").display()
+    ));
+    HostCgroups::parse(&mi, "0::/\n", Some("hugetlb")).unwrap()
+}
+
+const HYBRID_RES: &str = r#"{
+  "cgroupsPath": "/ctr/x",
+  "resources": {
+    "pids": {"limit": 20},
+    "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+    "devices": [{"allow": false, "access": "rwm"}]
+  }
+}"#;
+
+#[test]
+fn two_step_create_makes_cgroup2_first_then_v1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let host = fake_hybrid(t);
+    let plan =
+        CgroupPlan::from_spec(&spec(serde_json::from_str(HYBRID_RES).unwrap()), "x").unwrap();
+    touch(
+        &t.join("unified/ctr/x"),
+        &["cgroup.procs", "hugetlb.2MB.max"],
+    );
+
+    let h = manager::create_part(&host, &limits(), &plan, Part::V2).unwrap();
+    assert_eq!(read(t.join("unified/ctr/x/hugetlb.2MB.max")), "4194304");
+    assert!(
+        !t.join("pids/ctr/x").exists(),
+        "a v1 directory made in the cgroup2 step"
+    );
+    let v2_only = h.part(Part::V2);
+    assert_eq!(v2_only.dirs.len(), 1);
+    assert!(v2_only.dirs[0].v2);
+
+    touch(&t.join("pids/ctr/x"), &["cgroup.procs", "pids.max"]);
+    touch(
+        &t.join("devices/ctr/x"),
+        &["cgroup.procs", "devices.allow", "devices.deny"],
+    );
+    let h1 = manager::create_part(&host, &limits(), &plan, Part::V1).unwrap();
+    assert_eq!(h1, h, "both steps name the same directories");
+    assert_eq!(read(t.join("pids/ctr/x/pids.max")), "20");
+    assert_eq!(read(t.join("devices/ctr/x/devices.deny")), "a *:* rwm");
+    // The v1 step wrote nothing to cgroup2 (its file still has the first step's value).
+    assert_eq!(read(t.join("unified/ctr/x/hugetlb.2MB.max")), "4194304");
+    assert_eq!(h.part(Part::V1).dirs.len(), V1_CTRLS.len() - 1);
+}
+
+#[test]
+fn two_step_create_refuses_a_busy_v1_cgroup_before_making_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let host = fake_hybrid(t);
+    let plan =
+        CgroupPlan::from_spec(&spec(serde_json::from_str(HYBRID_RES).unwrap()), "x").unwrap();
+    std::fs::create_dir_all(t.join("pids/ctr/x")).unwrap();
+    std::fs::write(t.join("pids/ctr/x/cgroup.procs"), "4242\n").unwrap();
+    let e = manager::create_part(&host, &limits(), &plan, Part::V2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already has processes"), "{e}");
+    assert!(
+        !t.join("unified/ctr").exists(),
+        "cgroup2 directory made anyway"
+    );
+}
