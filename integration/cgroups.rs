@@ -123,6 +123,21 @@ fn scrub(dirs: &[PathBuf]) {
     }
 }
 
+/// Whether hugetlb has a v1 hierarchy (else it sits on cgroup2 on this hybrid host).
+fn hugetlb_on_v1() -> bool {
+    fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(':').nth(1) == Some("hugetlb"))
+}
+
+/// Whether the cgroup2 hierarchy of this hybrid host serves any controller.
+fn cgroup2_serves_controllers() -> bool {
+    fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false)
+}
+
 /// A background runtime process (events), killed when the test ends however it ends.
 struct Bg(Child);
 
@@ -210,16 +225,20 @@ fn resources_written_to_host_files() {
         "blkio.bfq.weight"
     };
     assert_eq!(c.file("blkio", weight_file), "300");
-    assert_eq!(
-        c.file("hugetlb", "hugetlb.2MB.limit_in_bytes"),
-        (4 * MB).to_string()
-    );
+    // hugetlb has a v1 hierarchy of its own on some hybrid hosts, sits on cgroup2 on others.
+    let (hugetlb, limit_file, rsvd_file) = if hugetlb_on_v1() {
+        (
+            "hugetlb",
+            "hugetlb.2MB.limit_in_bytes",
+            "hugetlb.2MB.rsvd.limit_in_bytes",
+        )
+    } else {
+        ("unified", "hugetlb.2MB.max", "hugetlb.2MB.rsvd.max")
+    };
+    assert_eq!(c.file(hugetlb, limit_file), (4 * MB).to_string());
     if is_skiff() {
         // skiff limits hugetlb reservations the same (runc 1.1 leaves them unlimited).
-        assert_eq!(
-            c.file("hugetlb", "hugetlb.2MB.rsvd.limit_in_bytes"),
-            (4 * MB).to_string()
-        );
+        assert_eq!(c.file(hugetlb, rsvd_file), (4 * MB).to_string());
     }
     // Devices: the base spec's deny-all plus the defaults every container gets.
     let devs = c.file("devices", "devices.list");
@@ -773,8 +792,13 @@ fn delete_force_removes_cgroup_dirs() {
     c.resources(json!({"memory": {"limit": 64 * MB}, "pids": {"limit": 50}}));
     start_main(&c);
     let dirs = c.dirs();
+    let hugetlb = if hugetlb_on_v1() {
+        "hugetlb"
+    } else {
+        "unified"
+    };
     for h in [
-        "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "devices", "blkio", "hugetlb",
+        "memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "devices", "blkio", hugetlb,
     ] {
         assert!(
             dirs.iter()
@@ -982,7 +1006,18 @@ fn bad_unified_key_missing_file() {
 }
 
 #[test]
-fn bad_unified_core_key_on_v1() {
+fn unified_core_key_on_hybrid() {
+    if cgroup2_serves_controllers() {
+        // cgroup2 serves a controller (hugetlb) here, so the container has a directory there:
+        // core keys go to it.
+        skiff_only!("runc 1.1 refuses unified on hybrid hosts");
+        let mut c = Cg::new("cg_unified_core");
+        c.set_args(&["sleep", "60"]);
+        c.resources(json!({"unified": {"cgroup.max.depth": "3"}}));
+        c.create_ok();
+        assert_eq!(c.file("unified", "cgroup.max.depth"), "3");
+        return;
+    }
     // cgroup2 is mounted but serves no controller here: even core keys have nowhere to go.
     refused(
         "cg_bad_unified_core",
