@@ -59,10 +59,17 @@ build_release_skiff() {
 
 # mount_hugetlb_v1_for_crun: crun 1.8 refuses a hybrid cgroup host while hugetlb sits on
 # cgroup2; a v1 hierarchy of its own for hugetlb makes the host usable for it.
+# A controller enabled in a cgroup2 subtree_control (skiff's tests and containers enable it there)
+# cannot move to v1: it is disabled there first, deepest cgroups first.
 mount_hugetlb_v1_for_crun() {
 	[[ -d /sys/fs/cgroup/unified ]] || return 0
+	mountpoint -q /sys/fs/cgroup/hugetlb && return 0
+	local f
+	while read -r f; do
+		grep -qw hugetlb "$f" && echo -hugetlb >"$f" 2>/dev/null || true
+	done < <(find /sys/fs/cgroup/unified -name cgroup.subtree_control | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
 	mkdir -p /sys/fs/cgroup/hugetlb 2>/dev/null || true
-	mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || true
+	mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb || true
 }
 
 # make_true_bundle DIR SPEC_RUNTIME: the benchmark bundle: a copy of the busybox rootfs
