@@ -1,9 +1,15 @@
 #!/bin/bash
 # pull + unpack of a ~100 MB, 4-layer image from a loopback docker-registry:
 # skiff-image vs skopeo copy + umoci unpack (hyperfine), ratio printed.
-# Needs root, docker-registry, skopeo, umoci, busybox-static, hyperfine, python3.
+# Needs root; installs docker-registry, skopeo, umoci, busybox-static, hyperfine, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
+need_root
+need_cargo
+apt_install docker-registry skopeo umoci busybox-static hyperfine python3
 cargo build --release --bin skiff-image -q
 bin=$PWD/target/release/skiff-image
 w=$(mktemp -d /var/tmp/skiff-bench-image.XXXXXX)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side startup benchmark of skiff, runc and crun on the same bundle (hyperfine).
+# Side-by-side startup benchmark of skiff, runc and crun on the same bundle, alternating runs.
 #
 #   hack/bench.sh [--build] [--runs N] [--runtimes "skiff runc crun"]
 #
-# Environment: RUNTIMES (default "skiff runc crun"), RUNS (default 50), SKIFF (skiff binary,
+# Environment: RUNTIMES (default "skiff runc crun"), RUNS (default 100), SKIFF (skiff binary,
 # default: the static release build, target/<arch>-unknown-linux-musl/release/skiff; --build
 # builds it first, see build_release_skiff in hack/lib.sh).
 #
@@ -20,7 +20,7 @@ cd "$repo"
 source hack/lib.sh
 
 runtimes="${RUNTIMES:-skiff runc crun}"
-runs="${RUNS:-50}"
+runs="${RUNS:-100}"
 build=""
 image=""
 while (($#)); do
@@ -38,7 +38,7 @@ while (($#)); do
 done
 
 need_root
-apt_install busybox-static hyperfine runc crun time
+apt_install busybox-static runc crun time
 command -v python3 >/dev/null 2>&1 || apt_install python3-minimal
 
 skiff="${SKIFF:-$repo/target/$(uname -m)-unknown-linux-musl/release/skiff}"
@@ -99,99 +99,137 @@ c["process"]["args"] = ["sleep", "1000000"]
 c["root"]["path"] = sys.argv[3]
 json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
-echo "bench: bundle $bundle (config from $(basename "$spec_from") spec), runtimes: ${selected[*]}, $runs runs each"
-
-# hyperfine subtracts the bash startup; $SRANDOM is a builtin, so unique ids cost no extra process.
-run_cmds=() cycle_cmds=() exec_cmds=() names=()
-for rt in "${selected[@]}"; do
-	b=${bin[$rt]} r="$work/root-$rt"
-	names+=("$rt")
-	run_cmds+=("$b --root $r run --bundle $bundle b\$SRANDOM\$SRANDOM")
-	cycle_cmds+=("id=b\$SRANDOM\$SRANDOM; $b --root $r create --bundle $bundle \$id && $b --root $r start \$id && $b --root $r delete --force \$id")
-	exec_cmds+=("$b --root $r exec exec-target /bin/true")
-done
-
-hf() { # hf NAME CMDS...   (HF_SHELL=none for commands without shell syntax)
-	local name=$1; shift
-	local args=() i=0
-	for c in "$@"; do
-		args+=(-n "${names[$i]}" "$c")
-		i=$((i + 1))
-	done
-	hyperfine --shell="${HF_SHELL:-bash}" --warmup 5 --runs "$runs" --export-json "$work/$name.json" "${args[@]}"
-}
-hf run "${run_cmds[@]}"
-hf cycle "${cycle_cmds[@]}"
+echo "bench: bundle $bundle (config from $(basename "$spec_from") spec), runtimes: ${selected[*]}, $runs alternating runs each"
 
 for rt in "${selected[@]}"; do
 	"${bin[$rt]}" --root "$work/root-$rt" run -d --bundle "$exec_bundle" exec-target </dev/null >/dev/null
 done
-# exec takes a few ms: measured without a shell, whose startup hyperfine cannot subtract that finely.
-HF_SHELL=none hf exec "${exec_cmds[@]}"
+# The runtimes take turns in every iteration (the first of the turn rotates), so that the
+# machine's drift over a run lands on all of them alike; each sample is one fork+exec+wait4 from
+# here: wall time, and the runtime's CPU time with that of the children it waited for.
+args=()
+for rt in "${selected[@]}"; do args+=("$rt=${bin[$rt]}"); done
+python3 - "$work" "$bundle" "$runs" "${MANY_RUNS:-5}" "${args[@]}" <<'PY'
+import concurrent.futures as cf, os, statistics, subprocess, sys, time
+
+work, bundle, runs, many_runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rts = [a.split("=", 1) for a in sys.argv[5:]]
+names = [n for n, _ in rts]
+devnull = os.open(os.devnull, os.O_RDWR)
+seq = [0]
+
+def uid(prefix):
+    seq[0] += 1
+    return f"{prefix}{os.getpid()}-{seq[0]}"
+
+def spawn(argv):
+    """Run argv: (wall s, CPU s of it and the children it waited for, wait status).
+    posix_spawn (a vfork) rather than fork: no copy of this Python's page tables in the time."""
+    t = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+        (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+        (os.POSIX_SPAWN_DUP2, devnull, 2)])
+    _, status, ru = os.wait4(pid, 0)
+    return time.perf_counter() - t, ru.ru_utime + ru.ru_stime, status
+
+def cmds(bench, name, b):
+    r = f"{work}/root-{name}"
+    if bench == "run":
+        return [[b, "--root", r, "run", "--bundle", bundle, uid("r")]]
+    if bench == "cycle":
+        i = uid("c")
+        return [[b, "--root", r, "create", "--bundle", bundle, i], [b, "--root", r, "start", i],
+                [b, "--root", r, "delete", "--force", i]]
+    if bench == "exec":
+        return [[b, "--root", r, "exec", "exec-target", "/bin/true"]]
+    raise ValueError(bench)
+
+def turns(it):
+    k = it % len(rts)
+    return rts[k:] + rts[:k]
+
+def alternate(bench, n, warmup):
+    wall = {x: [] for x in names}
+    cpu = {x: [] for x in names}
+    for it in range(warmup + n):
+        for name, b in turns(it):
+            w = c = 0.0
+            for argv in cmds(bench, name, b):
+                dw, dc, st = spawn(argv)
+                if st != 0:
+                    sys.exit(f"bench: {name}: {' '.join(argv)} failed (wait status {st})")
+                w += dw
+                c += dc
+            if it >= warmup:
+                wall[name].append(w * 1e3)
+                cpu[name].append(c * 1e3)
+    return wall, cpu
+
+def many(name, b):
+    r = f"{work}/root-{name}"
+    def one(i):
+        p = subprocess.run([b, "--root", r, "run", "--bundle", bundle, uid(f"m{i}-")],
+                           stdin=devnull, stdout=devnull, stderr=devnull)
+        return p.returncode
+    t = time.perf_counter()
+    with cf.ThreadPoolExecutor(10) as ex:
+        codes = list(ex.map(one, range(100)))
+    if any(codes):
+        sys.exit(f"bench: {name}: a run failed in the 100 x run benchmark")
+    return (time.perf_counter() - t) * 1e3
+
+results = {}
+results["run"], run_cpu = alternate("run", runs, 5)
+results["create+start+delete"], _ = alternate("cycle", runs, 5)
+results["exec"], _ = alternate("exec", runs, 5)
+m = {x: [] for x in names}
+for it in range(1 + many_runs):
+    for name, b in turns(it):
+        v = many(name, b)
+        if it >= 1:
+            m[name].append(v)
+results["100 x run, 10 at a time"] = m
+rss = {x: [] for x in names}
+for it in range(7):
+    for name, b in turns(it):
+        i = uid("s")
+        r = f"{work}/root-{name}"
+        # GNU time's %M: a child forked from this (large) Python would count Python's pages
+        # in ru_maxrss, which an exec does not reset; time's own pages are fewer.
+        out = f"{work}/maxrss"
+        _, _, st = spawn(["/usr/bin/time", "-f", "%M", "-o", out, b, "--root", r, "create",
+                             "--bundle", bundle, i])
+        spawn([b, "--root", r, "delete", "--force", i])
+        if st != 0:
+            sys.exit(f"bench: {name}: create failed")
+        rss[name].append(int(open(out).read().split()[-1]))
+size = {n: os.stat(b).st_size for n, b in rts}
+
+refs = [r for r in ("crun", "runc") if r in names]
+print("\nMedians; ratio = this runtime's value / the reference's (below 1 is better);")
+print("p25..p75: the middle half of the samples.")
+def table(title, values, unit, fmt="{:>12.2f}", spread=None):
+    print(f"\n{title} ({unit})")
+    head = f"{'runtime':<10}{'value':>12}" + "".join(f"{'/' + r:>8}" for r in refs)
+    print(head + ("   p25..p75" if spread else ""))
+    for n in names:
+        v = values[n]
+        line = f"{n:<10}" + fmt.format(v) + "".join(f"{v / values[r]:>8.2f}" for r in refs)
+        if spread and len(spread[n]) >= 2:
+            q = statistics.quantiles(spread[n], n=4)
+            line += f"   {q[0]:.2f}..{q[2]:.2f}"
+        print(line)
+med = lambda d: {n: statistics.median(v) for n, v in d.items()}
+for b, per in results.items():
+    table(b + ", median wall", med(per), "ms", spread=per)
+table("run, CPU time user+sys, median", med(run_cpu), "ms", spread=run_cpu)
+table("create, peak RSS of the runtime process (median of 7)", med(rss), "KiB", "{:>12.0f}")
+table("binary size", {n: size[n] / 1e6 for n in names}, "MB")
+PY
 for rt in "${selected[@]}"; do
 	# runc 1.1 may complain that a cgroup is still busy right after the kill; cleanup retries.
 	"${bin[$rt]}" --root "$work/root-$rt" delete --force exec-target >/dev/null 2>&1 || true
 done
-
-# 100 containers, 10 at a time (run of /bin/true), total wall time.
-many_cmds=()
-for rt in "${selected[@]}"; do
-	b=${bin[$rt]} r="$work/root-$rt"
-	many_cmds+=("seq 100 | xargs -P 10 -I{} $b --root $r run --bundle $bundle m{}-\$SRANDOM")
-done
-hyperfine_many() {
-	local args=() i=0
-	for c in "${many_cmds[@]}"; do
-		args+=(-n "${names[$i]}" "$c")
-		i=$((i + 1))
-	done
-	hyperfine --shell=bash --warmup 1 --runs "${MANY_RUNS:-5}" --export-json "$work/many.json" "${args[@]}"
-}
-hyperfine_many
-
-# Peak RSS of the runtime process during create (GNU time's %M, KiB), median of 5.
-: >"$work/rss.txt"
-for rt in "${selected[@]}"; do
-	b=${bin[$rt]} r="$work/root-$rt"
-	for i in 1 2 3 4 5; do
-		/usr/bin/time -f "$rt %M" -a -o "$work/rss.txt" "$b" --root "$r" create --bundle "$bundle" rss$i </dev/null >/dev/null
-		"$b" --root "$r" delete --force rss$i >/dev/null 2>&1 || true
-	done
-done
-# Binary sizes (as installed; skiff's release profile is stripped).
-: >"$work/size.txt"
-for rt in "${selected[@]}"; do
-	echo "$rt $(stat -L -c %s "${bin[$rt]}")" >>"$work/size.txt"
-done
-
-python3 - "$work/run.json" "$work/cycle.json" "$work/exec.json" "$work/many.json" "$work/rss.txt" "$work/size.txt" <<'PY'
-import json, statistics, sys
-benches = [("run", sys.argv[1]), ("create+start+delete", sys.argv[2]), ("exec", sys.argv[3]),
-           ("100 x run, 10 at a time", sys.argv[4])]
-data = {b: {r["command"]: r for r in json.load(open(p))["results"]} for b, p in benches}
-med = {b: {n: r["median"] * 1000 for n, r in d.items()} for b, d in data.items()}
-cpu = {n: (r["user"] + r["system"]) * 1000 for n, r in data["run"].items()}
-rss = {}
-for line in open(sys.argv[5]):
-    n, v = line.split()
-    rss.setdefault(n, []).append(int(v))
-size = dict((l.split()[0], int(l.split()[1])) for l in open(sys.argv[6]))
-names = list(med["run"].keys())
-refs = [r for r in ("crun", "runc") if r in names]
-print()
-print("Medians in ms; ratio = this runtime's value / the reference's (below 1 is better).")
-def table(title, values, unit, fmt="{:>12.2f}"):
-    print(f"\n{title} ({unit})")
-    print(f"{'runtime':<10}{'value':>12}" + "".join(f"{'/' + r:>8}" for r in refs))
-    for n in names:
-        v = values[n]
-        print(f"{n:<10}" + fmt.format(v) + "".join(f"{v / values[r]:>8.2f}" for r in refs))
-for b, _ in benches:
-    table(b + ", median wall", med[b], "ms")
-table("run, CPU time user+sys (mean)", cpu, "ms")
-table("create, peak RSS of the runtime (median of 5)", {n: statistics.median(v) for n, v in rss.items()}, "KiB", "{:>12.0f}")
-table("binary size", {n: size[n] / 1e6 for n in names}, "MB")
-PY
 
 if [[ -n $image ]]; then
 	"$repo/hack/bench-image.sh"
