@@ -384,40 +384,69 @@ fn default_root() -> PathBuf {
 
 /// musl's allocator hands most allocations back to the kernel at once (an
 /// mmap and a munmap for many of them, ~140 syscalls per `run`); dlmalloc
-/// keeps a few 64 KiB segments for the life of the process. Out-of-line so
-/// that LTO does not inline the allocator into every call site.
+/// keeps a few 64 KiB segments for the life of the process. Guarded by a
+/// spin lock rather than dlmalloc's pthread mutex: skiff runs one thread
+/// (the lock is never contended), and every allocation pays for the lock.
+/// Out-of-line so that LTO does not inline the allocator into every call
+/// site.
 #[cfg(target_env = "musl")]
 mod allocator {
     use std::alloc::{GlobalAlloc, Layout};
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    struct Dlmalloc;
+    struct Locked {
+        busy: AtomicBool,
+        heap: UnsafeCell<dlmalloc::Dlmalloc>,
+    }
 
-    // SAFETY: every method forwards to dlmalloc's GlobalAlloc unchanged.
-    unsafe impl GlobalAlloc for Dlmalloc {
+    // SAFETY: `heap` is only reached through `with`, which holds `busy`.
+    unsafe impl Sync for Locked {}
+
+    impl Locked {
         #[inline(never)]
+        fn with<R>(&self, f: impl FnOnce(&mut dlmalloc::Dlmalloc) -> R) -> R {
+            while self
+                .busy
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                std::hint::spin_loop();
+            }
+            // SAFETY: `busy` was false and is now ours: no other reference
+            // to the heap exists until we release it below.
+            let r = f(unsafe { &mut *self.heap.get() });
+            self.busy.store(false, Ordering::Release);
+            r
+        }
+    }
+
+    // SAFETY: every method forwards to dlmalloc under the lock, with the
+    // caller's layout; dlmalloc implements the GlobalAlloc contracts.
+    unsafe impl GlobalAlloc for Locked {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             // SAFETY: forwarded with the caller's guarantees.
-            unsafe { dlmalloc::GlobalDlmalloc.alloc(layout) }
+            self.with(|h| unsafe { h.malloc(layout.size(), layout.align()) })
         }
-        #[inline(never)]
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             // SAFETY: forwarded with the caller's guarantees.
-            unsafe { dlmalloc::GlobalDlmalloc.alloc_zeroed(layout) }
+            self.with(|h| unsafe { h.calloc(layout.size(), layout.align()) })
         }
-        #[inline(never)]
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
             // SAFETY: forwarded with the caller's guarantees.
-            unsafe { dlmalloc::GlobalDlmalloc.dealloc(ptr, layout) }
+            self.with(|h| unsafe { h.free(ptr, layout.size(), layout.align()) })
         }
-        #[inline(never)]
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             // SAFETY: forwarded with the caller's guarantees.
-            unsafe { dlmalloc::GlobalDlmalloc.realloc(ptr, layout, new_size) }
+            self.with(|h| unsafe { h.realloc(ptr, layout.size(), layout.align(), new_size) })
         }
     }
 
     #[global_allocator]
-    static ALLOCATOR: Dlmalloc = Dlmalloc;
+    static ALLOCATOR: Locked = Locked {
+        busy: AtomicBool::new(false),
+        heap: UnsafeCell::new(dlmalloc::Dlmalloc::new()),
+    };
 }
 
 fn main() -> ExitCode {
