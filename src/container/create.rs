@@ -148,7 +148,9 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         // SAFETY: prctl with plain integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    let host_cgroups = HostCgroups::probe()?;
+    let host_mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let host_cgroups = HostCgroups::probe_with_mountinfo(&host_mountinfo)?;
     let own_pid = std::process::id() as i32;
     let mut st = ContainerState {
         oci_version: config::OCI_VERSION.to_string(),
@@ -225,6 +227,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
             console: console_for_init,
             ns_files: &ns_files,
             idmapped: &idmapped,
+            host_mountinfo: &host_mountinfo,
             join_cgroup: self_join.then_some(&cgroup),
             unshare_network,
             close_fds: &[lock.raw_fd(), parent_end.raw_fd()],

@@ -42,6 +42,8 @@ pub struct InitArgs<'a> {
     /// Create the network namespace here rather than in the clone: the
     /// parent makes the v1 cgroups meanwhile (see `create`).
     pub unshare_network: bool,
+    /// The host's mount table as the parent read it (see `rootfs::prepare_with`).
+    pub host_mountinfo: &'a str,
     /// Idmapped mounts the parent prepared (detached), attached by the init.
     pub idmapped: &'a crate::rootfs::IdmappedMounts,
     /// fds of the parent's that the init must close at once (the state lock).
@@ -125,7 +127,13 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         set_domainname(d)?;
     }
 
-    rootfs::prepare_with(&plan.rootfs, a.idmapped)?;
+    // A mount namespace joined by path is not a copy of the parent's: its
+    // own table says where the cgroup hierarchies are.
+    let host_mountinfo = match plan.namespaces.mount {
+        Disposition::Join(_) => None,
+        _ => Some(a.host_mountinfo),
+    };
+    rootfs::prepare_with(&plan.rootfs, a.idmapped, host_mountinfo)?;
 
     if plan.has_runtime_hooks() {
         a.channel.send(&ToParent::RuntimeHooks)?;

@@ -285,12 +285,18 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
 /// Step 1: propagation of "/", the rootfs self-bind, `mounts`, /dev.
 /// For a plan without id-mapped mounts.
 pub fn prepare(plan: &RootfsPlan) -> Result<()> {
-    prepare_with(plan, &IdmappedMounts::default())
+    prepare_with(plan, &IdmappedMounts::default(), None)
 }
 
 /// Step 1 with the id-mapped mounts the runtime process prepared before
-/// the init was cloned ([`IdmappedMounts::prepare`]).
-pub fn prepare_with(plan: &RootfsPlan, idmapped: &IdmappedMounts) -> Result<()> {
+/// the init was cloned ([`IdmappedMounts::prepare`]), and the host's mount
+/// table as that process read it (`/proc/self/mountinfo`), where the cgroup
+/// mount finds the host's hierarchies; `None`: read it here.
+pub fn prepare_with(
+    plan: &RootfsPlan,
+    idmapped: &IdmappedMounts,
+    host_mountinfo: Option<&str>,
+) -> Result<()> {
     sys_mount(None, c"/", None, plan.root_propagation, None)
         .map_err(|e| Error::sys_path("set propagation of", "/", e))?;
     if plan.parent_private {
@@ -323,7 +329,7 @@ pub fn prepare_with(plan: &RootfsPlan, idmapped: &IdmappedMounts) -> Result<()> 
     let rootfs = plan.rootfs_c.as_bytes();
     for m in &plan.mounts {
         match (&m.idmap, idmapped.tree(m.index)) {
-            (None, _) => mounts::mount(root.as_fd(), rootfs, m)?,
+            (None, _) => mounts::mount(root.as_fd(), rootfs, m, host_mountinfo)?,
             (Some(_), Some(tree)) => mounts::mount_detached(root.as_fd(), rootfs, m, tree)?,
             (Some(_), None) => {
                 return Err(Error::msg(format!(

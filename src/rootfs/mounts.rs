@@ -415,8 +415,14 @@ fn bind(
 }
 
 /// Perform one planned mount. `root` is an O_PATH fd of the rootfs (after
-/// its self-bind), `rootfs` its host path.
-pub fn mount(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan) -> Result<()> {
+/// its self-bind), `rootfs` its host path; `host_mountinfo` see
+/// [`super::prepare_with`].
+pub fn mount(
+    root: BorrowedFd<'_>,
+    rootfs: &[u8],
+    m: &MountPlan,
+    host_mountinfo: Option<&str>,
+) -> Result<()> {
     let r = match &m.kind {
         MountKind::Bind { source } => bind(root, rootfs, m, source, m.flags),
         MountKind::Fs { fstype, source } => {
@@ -437,7 +443,7 @@ pub fn mount(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan) -> Result<()> {
                 Err(e) => Err(Error::sys("mount", e)),
             }
         }
-        MountKind::Cgroup { cgroupns } => mount_cgroup(root, rootfs, m, *cgroupns),
+        MountKind::Cgroup { cgroupns } => mount_cgroup(root, rootfs, m, *cgroupns, host_mountinfo),
     };
     r.with_context(|| format!("mounts[{}] ({})", m.index, m.label))
 }
@@ -446,8 +452,25 @@ fn read_file(path: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
 }
 
-fn mount_cgroup(root: BorrowedFd<'_>, rootfs: &[u8], m: &MountPlan, cgroupns: bool) -> Result<()> {
-    let mounts = cgroup::parse_mountinfo(&read_file("/proc/self/mountinfo")?);
+fn mount_cgroup(
+    root: BorrowedFd<'_>,
+    rootfs: &[u8],
+    m: &MountPlan,
+    cgroupns: bool,
+    host_mountinfo: Option<&str>,
+) -> Result<()> {
+    // Only the host's cgroup hierarchies matter here: the table read before
+    // the clone lists the same ones (our mount namespace is a copy of it),
+    // and none of the container's own mounts.
+    let read;
+    let text = match host_mountinfo {
+        Some(t) => t,
+        None => {
+            read = read_file("/proc/self/mountinfo")?;
+            &read
+        }
+    };
+    let mounts = cgroup::parse_mountinfo(text);
     let cgroups = cgroup::parse_proc_cgroup(&read_file("/proc/self/cgroup")?);
     let t = target(root, rootfs, &m.dest, Kind::Dir)?;
     let tp = ProcFd::new(t.as_fd());
