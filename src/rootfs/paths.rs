@@ -215,7 +215,7 @@ fn display_of(bytes: &[u8]) -> String {
 pub fn ensure(root: BorrowedFd<'_>, rel: &CStr, kind: Kind) -> Result<OwnedFd> {
     match open_in_root(root, rel, libc::O_PATH) {
         Ok(fd) => Ok(fd),
-        Err(Errno::ENOENT) => ensure_walk(root, rel.to_bytes(), kind, 0),
+        Err(Errno::ENOENT) => ensure_walk(root, rel.to_bytes(), kind, 0, true),
         Err(e) => Err(Error::sys_path("open", display_of(rel.to_bytes()), e)),
     }
 }
@@ -223,7 +223,16 @@ pub fn ensure(root: BorrowedFd<'_>, rel: &CStr, kind: Kind) -> Result<OwnedFd> {
 /// Like the kernel's limit on nested symlinks.
 const MAX_SYMLINKS: u32 = 40;
 
-fn ensure_walk(root: BorrowedFd<'_>, bytes: &[u8], kind: Kind, depth: u32) -> Result<OwnedFd> {
+/// `leaf_missing`: the whole path was just found missing, so the walk goes
+/// straight to creating its last component (a race that creates it first
+/// ends in EEXIST, handled like any existing entry).
+fn ensure_walk(
+    root: BorrowedFd<'_>,
+    bytes: &[u8],
+    kind: Kind,
+    depth: u32,
+    leaf_missing: bool,
+) -> Result<OwnedFd> {
     if depth > MAX_SYMLINKS {
         return Err(Error::sys_path("open", display_of(bytes), Errno::ELOOP));
     }
@@ -253,7 +262,12 @@ fn ensure_walk(root: BorrowedFd<'_>, bytes: &[u8], kind: Kind, depth: u32) -> Re
         } else {
             libc::O_PATH | libc::O_DIRECTORY
         };
-        let fd = match open_in_root(root, prefix, oflags) {
+        let opened = if last && leaf_missing {
+            Err(Errno::ENOENT)
+        } else {
+            open_in_root(root, prefix, oflags)
+        };
+        let fd = match opened {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
                 let parent = dir
@@ -305,7 +319,7 @@ fn ensure_walk(root: BorrowedFd<'_>, bytes: &[u8], kind: Kind, depth: u32) -> Re
                         } else {
                             trimmed
                         };
-                        return ensure_walk(root, trimmed, kind, depth + 1);
+                        return ensure_walk(root, trimmed, kind, depth + 1, false);
                     }
                     Err(e) => return Err(Error::sys_path("open", display_of(&bytes[..end]), e)),
                 }
