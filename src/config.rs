@@ -23,7 +23,7 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         Err(e) => return Err(Error::io("bundle", bundle, e)),
     }
     let path = bundle.join("config.json");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io("open", &path, e))?;
+    let bytes = crate::fsio::read(&path).map_err(|e| Error::io("open", &path, e))?;
     parse(&bytes).map_err(|e| match e {
         Error::Msg(m) => Error::msg(format!("{}: {m}", path.display())),
         other => other,

@@ -17,6 +17,7 @@ pub mod console;
 pub mod container;
 pub mod exec;
 pub mod features;
+pub mod fsio;
 pub mod hooks;
 pub mod logging;
 pub mod lsm;

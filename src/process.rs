@@ -86,7 +86,7 @@ pub(crate) mod testing {
 
     /// A field of /proc/self/status with its whitespace normalised.
     pub(crate) fn status_field(name: &str) -> String {
-        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let s = crate::fsio::read_to_string("/proc/self/status").unwrap_or_default();
         s.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
             .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -129,7 +129,7 @@ mod tests {
             if set_no_new_privs().is_err() {
                 return 2;
             }
-            let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let s = crate::fsio::read_to_string("/proc/self/status").unwrap_or_default();
             if s.lines().any(|l| l == "NoNewPrivs:\t1") {
                 0
             } else {
@@ -147,7 +147,7 @@ mod tests {
             if set_oom_score_adj(500).is_err() {
                 return 2;
             }
-            let s = std::fs::read_to_string(OOM_SCORE_ADJ).unwrap_or_default();
+            let s = crate::fsio::read_to_string(OOM_SCORE_ADJ).unwrap_or_default();
             if s.trim() == "500" {
                 0
             } else {

@@ -114,7 +114,7 @@ pub fn reset_signals() {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
-    let ignored = std::fs::read_to_string("/proc/self/status")
+    let ignored = crate::fsio::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -211,7 +211,7 @@ pub fn exit_code(status: libc::c_int) -> i32 {
 /// Field 22 (starttime, in clock ticks since boot) and field 3 (state) of /proc/PID/stat.
 /// `None` when the process does not exist.
 pub fn stat_start_time(pid: i32) -> Option<(u64, char)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = crate::fsio::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
 }
 

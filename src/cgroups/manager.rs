@@ -44,11 +44,7 @@ fn io_err(op: &str, p: &Path, e: std::io::Error) -> Error {
 
 fn write_raw(path: &Path, value: &str) -> std::io::Result<()> {
     // No O_CREAT/O_TRUNC: cgroup files exist or the write is wrong.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)?;
-    f.write_all(value.as_bytes())
+    crate::fsio::write_existing(path, value.as_bytes())
 }
 
 fn write_file(path: &Path, value: &str) -> Result<()> {
@@ -56,7 +52,7 @@ fn write_file(path: &Path, value: &str) -> Result<()> {
 }
 
 fn read_file(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| io_err("read", path, e))
+    crate::fsio::read_to_string(path).map_err(|e| io_err("read", path, e))
 }
 
 impl CgroupHandle {
@@ -302,7 +298,7 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
 }
 
 fn has_procs(dir: &Path) -> Result<bool> {
-    match std::fs::read_to_string(dir.join("cgroup.procs")) {
+    match crate::fsio::read_to_string(dir.join("cgroup.procs")) {
         Ok(s) => Ok(!s.trim().is_empty()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("read", &dir.join("cgroup.procs"), e)),
@@ -376,7 +372,7 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     };
     for f in ["cpuset.cpus", "cpuset.mems"] {
         let mine = dir.join(f);
-        let Ok(cur) = std::fs::read_to_string(&mine) else {
+        let Ok(cur) = crate::fsio::read_to_string(&mine) else {
             continue;
         };
         if cur.trim().is_empty() {
@@ -393,12 +389,12 @@ fn enable_v2_controllers(host: &HostCgroups, parent: &Path) -> Result<()> {
     if v2.controllers.is_empty() {
         return Ok(());
     }
-    let avail = match std::fs::read_to_string(parent.join("cgroup.controllers")) {
+    let avail = match crate::fsio::read_to_string(parent.join("cgroup.controllers")) {
         Ok(s) => s,
         Err(_) => return Ok(()),
     };
     let enabled =
-        std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+        crate::fsio::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
     let want: Vec<String> = avail
         .split_whitespace()
         .filter(|c| {
@@ -528,7 +524,7 @@ fn remove_tree(p: &Path) -> Result<()> {
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    match std::fs::read_to_string(dir.join("cgroup.procs")) {
+    match crate::fsio::read_to_string(dir.join("cgroup.procs")) {
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err("read", &dir.join("cgroup.procs"), e)),
@@ -674,13 +670,13 @@ impl CgroupHandle {
     pub fn is_frozen(&self) -> Result<bool> {
         let d = self.freezer()?;
         if d.v2 {
-            match std::fs::read_to_string(d.dir.join("cgroup.freeze")) {
+            match crate::fsio::read_to_string(d.dir.join("cgroup.freeze")) {
                 Ok(s) => Ok(s.trim() == "1"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(io_err("read", &d.dir.join("cgroup.freeze"), e)),
             }
         } else {
-            match std::fs::read_to_string(d.dir.join("freezer.state")) {
+            match crate::fsio::read_to_string(d.dir.join("freezer.state")) {
                 // FREEZING counts as paused, as in runc.
                 Ok(s) => Ok(s.trim() != "THAWED"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

@@ -165,20 +165,20 @@ impl HostCgroups {
 
     /// Read this host's layout.
     pub fn probe() -> Result<Self> {
-        let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        let mi = crate::fsio::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
         Self::probe_with_mountinfo(&mi)
     }
 
     /// [`probe`](Self::probe) with this process's mount table already read.
     pub fn probe_with_mountinfo(mi: &str) -> Result<Self> {
-        let cg = std::fs::read_to_string("/proc/self/cgroup")
+        let cg = crate::fsio::read_to_string("/proc/self/cgroup")
             .map_err(|e| Error::io("read", "/proc/self/cgroup", e))?;
         let first = Self::parse(mi, &cg, None)?;
         let Some(v2) = &first.v2 else {
             return Ok(first);
         };
-        let ctl = std::fs::read_to_string(v2.mount.join("cgroup.controllers")).ok();
+        let ctl = crate::fsio::read_to_string(v2.mount.join("cgroup.controllers")).ok();
         Self::parse(mi, &cg, ctl.as_deref())
     }
 

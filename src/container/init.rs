@@ -433,7 +433,7 @@ fn ensure_cwd(cwd: &Path) -> Result<()> {
 /// $HOME for a process whose env has none: from the container's
 /// /etc/passwd, "/" when the user is not listed.
 fn home_of(uid: u32) -> String {
-    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
+    let Ok(text) = crate::fsio::read_to_string("/etc/passwd") else {
         return "/".into();
     };
     for line in text.lines() {

@@ -267,7 +267,7 @@ impl Drop for UmaskGuard {
 }
 
 fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
+    let text = crate::fsio::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
     let all = cgroup::parse_mountinfo(&text);
     let parent = rootfs.parent().unwrap_or(Path::new("/"));

@@ -449,7 +449,7 @@ pub fn mount(
 }
 
 fn read_file(path: &str) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+    crate::fsio::read_to_string(path).map_err(|e| Error::io("read", path, e))
 }
 
 fn mount_cgroup(
