@@ -8,6 +8,14 @@ use crate::error::{Error, Result};
 /// umask when `process.user.umask` is absent (runc's default).
 pub const DEFAULT_UMASK: u32 = 0o022;
 
+/// The entry for `uid` in the passwd file `text`: (name, home directory).
+pub fn passwd_entry(text: &str, uid: u32) -> Option<(&str, &str)> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>() == Ok(uid)).then(|| (f[0], f[5]))
+    })
+}
+
 /// Switches to the configured user. Capabilities survive the uid change
 /// (PR_SET_KEEPCAPS) so that `capabilities::apply_final` can set the final
 /// sets afterwards.
@@ -158,5 +166,19 @@ mod tests {
             }
         });
         assert_eq!(code, 0);
+    }
+}
+
+#[cfg(test)]
+mod passwd_tests {
+    use super::passwd_entry;
+
+    #[test]
+    fn passwd_entry_by_uid() {
+        let text =
+            "root:x:0:0:root:/root:/bin/sh\nbad line\nuser:x:1000:1000::/home/user:/bin/sh\n";
+        assert_eq!(passwd_entry(text, 0), Some(("root", "/root")));
+        assert_eq!(passwd_entry(text, 1000), Some(("user", "/home/user")));
+        assert_eq!(passwd_entry(text, 7), None);
     }
 }

@@ -419,6 +419,12 @@ fn io_errno(e: &std::io::Error) -> Errno {
 fn owner_name() -> String {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
+    // /etc/passwd first (one read); the C library's lookup (NSS) for users
+    // it does not list.
+    let text = crate::fsio::read_to_string("/etc/passwd").unwrap_or_default();
+    if let Some((name, _)) = crate::user::passwd_entry(&text, uid) {
+        return name.to_string();
+    }
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(u)) => u.name,
         _ => uid.to_string(),

@@ -433,16 +433,11 @@ fn ensure_cwd(cwd: &Path) -> Result<()> {
 /// $HOME for a process whose env has none: from the container's
 /// /etc/passwd, "/" when the user is not listed.
 fn home_of(uid: u32) -> String {
-    let Ok(text) = crate::fsio::read_to_string("/etc/passwd") else {
-        return "/".into();
-    };
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(':').collect();
-        if fields.len() >= 6 && fields[2].parse::<u32>() == Ok(uid) && !fields[5].is_empty() {
-            return fields[5].to_string();
-        }
+    let text = crate::fsio::read_to_string("/etc/passwd").unwrap_or_default();
+    match crate::user::passwd_entry(&text, uid) {
+        Some((_, home)) if !home.is_empty() => home.to_string(),
+        _ => "/".into(),
     }
-    "/".into()
 }
 
 fn accept_start(listener: RawFd) -> Result<OwnedFd> {
