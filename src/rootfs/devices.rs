@@ -1,7 +1,7 @@
 //! Device nodes in the container's /dev: validation (pure) and creation.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -134,19 +134,49 @@ pub fn plan(devices: &[LinuxDevice]) -> Result<Vec<DevicePlan>> {
     Ok(out)
 }
 
+/// The directory the last device node went into, kept for the next one
+/// with the same parent (most are in /dev): resolved and checked once.
+#[derive(Default)]
+pub struct ParentDirs {
+    last: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl ParentDirs {
+    fn get(
+        &mut self,
+        root: BorrowedFd<'_>,
+        rel: &[u8],
+        dev: &DevicePlan,
+    ) -> Result<BorrowedFd<'_>> {
+        if !matches!(&self.last, Some((p, _)) if p.as_slice() == rel) {
+            let c = CString::new(rel).map_err(|_| Error::msg("NUL in device path"))?;
+            let fd = paths::ensure(root, &c, Kind::Dir)?;
+            // The parent as written is under /dev (validated): if it resolves
+            // into procfs or sysfs a symlink is at work, and no node goes there.
+            super::procfs::refuse_kernel_fs(fd.as_fd(), dev.path.abs.as_bytes())?;
+            self.last = Some((rel.to_vec(), fd));
+        }
+        match &self.last {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Err(Error::msg("device parent directory missing")),
+        }
+    }
+}
+
 /// Create one device node. With `bind` (a user namespace, where mknod is
 /// never allowed) or when mknod fails with EPERM, the host's node at the
 /// same path is bind-mounted over an empty file instead.
-pub fn create(root: BorrowedFd<'_>, dev: &DevicePlan, bind: bool) -> Result<()> {
+pub fn create(
+    root: BorrowedFd<'_>,
+    parents: &mut ParentDirs,
+    dev: &DevicePlan,
+    bind: bool,
+) -> Result<()> {
     let Some((parent_rel, name)) = dev.path.split_last() else {
         return Err(Error::msg("device path is /"));
     };
-    let parent_rel = CString::new(parent_rel).map_err(|_| Error::msg("NUL in device path"))?;
     let name = CString::new(name).map_err(|_| Error::msg("NUL in device path"))?;
-    let parent = paths::ensure(root, &parent_rel, Kind::Dir)?;
-    // The parent as written is under /dev (validated): if it resolves into
-    // procfs or sysfs a symlink is at work, and no node goes there.
-    super::procfs::refuse_kernel_fs(parent.as_fd(), dev.path.abs.as_bytes())?;
+    let parent = parents.get(root, parent_rel, dev)?;
     if !bind {
         let rdev = libc::makedev(dev.major as u32, dev.minor as u32);
         // SAFETY: `parent` is an open directory fd, `name` is NUL-terminated

@@ -340,8 +340,9 @@ pub fn prepare_with(
         }
     }
     if plan.setup_dev {
+        let mut parents = devices::ParentDirs::default();
         for d in &plan.devices {
-            devices::create(root.as_fd(), d, plan.in_userns)
+            devices::create(root.as_fd(), &mut parents, d, plan.in_userns)
                 .with_context(|| format!("create device {}", d.path.display()))?;
         }
         devices::symlinks(root.as_fd(), plan.ptmx_symlink)?;
