@@ -52,7 +52,6 @@ pub struct InitArgs<'a> {
 
 /// Never returns: the init either execs the user process or exits.
 pub fn run(args: InitArgs<'_>) -> ! {
-    forbid_inspection();
     for fd in args.close_fds {
         // SAFETY: closing our copy of the parent's fds; nothing in the init uses them.
         unsafe { libc::close(*fd) };
@@ -85,6 +84,12 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         // SAFETY: see `run`.
         None => unsafe { libc::_exit(1) },
     };
+    // Non-dumpable from here, before anything of the container's (a joined
+    // namespace, its mounts) can reach us; not before: until Proceed the
+    // parent may write our id maps as an unprivileged user, which only works
+    // while our /proc files are still ours (a flag flipping halfway through
+    // made it write half the maps itself, then fail with newuidmap).
+    forbid_inspection();
     if let Some(cg) = a.join_cgroup {
         cg.join_self_v1()?;
     }
