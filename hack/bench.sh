@@ -101,6 +101,26 @@ json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
 echo "bench: bundle $bundle (config from $(basename "$spec_from") spec), runtimes: ${selected[*]}, $runs alternating runs each"
 
+# The kernel tears network namespaces and cgroups down in the background (kworkers) well after
+# their containers are gone: right after a test suite that is seconds of CPU, which would land
+# on whichever runtime runs then. Wait (up to 60 s) until the CPUs are 90% idle.
+settle() {
+	local i idle=0
+	for i in $(seq 60); do
+		idle=$(python3 -c '
+import time
+def snap():
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return f[3] + f[4], sum(f)
+i0, t0 = snap(); time.sleep(1); i1, t1 = snap()
+print(int(100 * (i1 - i0) / max(1, t1 - t0)))')
+		((idle >= 90)) && return 0
+		((i == 1)) && echo "bench: waiting for the machine to settle (idle ${idle}%)" >&2
+	done
+	echo "bench: warning: the machine is busy (idle ${idle}%); figures will be noisy" >&2
+}
+settle
+
 for rt in "${selected[@]}"; do
 	"${bin[$rt]}" --root "$work/root-$rt" run -d --bundle "$exec_bundle" exec-target </dev/null >/dev/null
 done
