@@ -16,21 +16,30 @@ use std::path::Path;
 /// mountinfo of ~60 mounts); larger files grow it.
 const FIRST_READ: usize = 8192;
 
-fn open(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+/// A syscall that returns -1 and sets errno on failure, retried while it is
+/// interrupted by a signal.
+fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: `c` is NUL-terminated; openat only reads it.
-        let fd = unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), flags | libc::O_CLOEXEC) };
-        if fd >= 0 {
-            // SAFETY: the kernel just returned this fd; nothing else owns it.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
     }
+}
+
+fn open(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: `c` is NUL-terminated; openat only reads it.
+    let fd = retry(|| unsafe {
+        libc::openat(libc::AT_FDCWD, c.as_ptr(), flags | libc::O_CLOEXEC) as isize
+    })?;
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
 /// The whole content of `path`.
@@ -44,19 +53,14 @@ pub fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
         let spare = buf.spare_capacity_mut();
         // SAFETY: the kernel writes at most `spare.len()` bytes into the
         // vector's spare capacity, which is valid for writes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n = retry(|| unsafe {
+            libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len())
+        })?;
         if n == 0 {
             return Ok(buf);
         }
         // SAFETY: the kernel initialised the next `n` bytes.
-        unsafe { buf.set_len(buf.len() + n as usize) };
+        unsafe { buf.set_len(buf.len() + n) };
     }
 }
 
@@ -72,18 +76,11 @@ pub fn write_existing(path: impl AsRef<Path>, data: &[u8]) -> io::Result<()> {
     let mut rest = data;
     while !rest.is_empty() {
         // SAFETY: `rest` is valid for reads of its length.
-        let n = unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n = retry(|| unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) })?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        rest = &rest[n as usize..];
+        rest = &rest[n..];
     }
     Ok(())
 }
