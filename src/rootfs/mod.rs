@@ -58,6 +58,8 @@ mod options;
 mod paths;
 pub mod procfs;
 
+pub use paths::openat2;
+
 pub use idmap::{idmap_supported, IdmappedMounts};
 
 /// Whether every option in `opts` is one skiff knows (none of them goes to

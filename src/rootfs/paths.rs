@@ -3,7 +3,7 @@
 //! mkdir, mknod, file creation or mount outside of it).
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -142,6 +142,7 @@ impl ProcFd {
     }
 }
 
+/// struct open_how of openat2(2) (libc's is non-exhaustive).
 #[repr(C)]
 struct OpenHow {
     flags: u64,
@@ -149,8 +150,48 @@ struct OpenHow {
     resolve: u64,
 }
 
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
+/// openat2(2): `path` opened from `dir` (an fd or AT_FDCWD) with `flags`
+/// (O_CLOEXEC added), `mode` for O_CREAT, and the RESOLVE_* flags in
+/// `resolve`. Retried on EINTR, and a few times on EAGAIN, which openat2
+/// returns when a concurrent rename could have let ".." escape (the
+/// documented answer is to try again).
+pub fn openat2(
+    dir: RawFd,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> std::result::Result<OwnedFd, Errno> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
+    let mut eagain = 0;
+    loop {
+        // SAFETY: `how` is a valid open_how of the size passed, `path` is
+        // NUL-terminated, `dir` is an open fd or AT_FDCWD for the duration
+        // of the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if r >= 0 {
+            // SAFETY: the kernel just returned this fd; nobody else owns it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(r as i32) });
+        }
+        match Errno::last() {
+            Errno::EINTR => {}
+            Errno::EAGAIN if eagain < 32 => eagain += 1,
+            e => return Err(e),
+        }
+    }
+}
 
 /// openat2(root, path, flags) with every path component, symlinks and ".."
 /// included, resolved as if `root` were "/".
@@ -159,37 +200,13 @@ pub fn open_in_root(
     path: &CStr,
     flags: i32,
 ) -> std::result::Result<OwnedFd, Errno> {
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // openat2 returns EAGAIN when a concurrent rename could have let ".."
-    // escape; retrying a few times is the documented answer.
-    let mut tries = 0;
-    loop {
-        // SAFETY: `how` is a valid open_how of the size passed, `path` is
-        // NUL-terminated, `root` is an open fd for the duration of the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if r >= 0 {
-            // SAFETY: the kernel just returned this new fd; nobody else owns it.
-            return Ok(unsafe { OwnedFd::from_raw_fd(r as i32) });
-        }
-        let e = Errno::last();
-        if e == Errno::EAGAIN && tries < 32 {
-            tries += 1;
-            continue;
-        }
-        return Err(e);
-    }
+    openat2(
+        root.as_raw_fd(),
+        path,
+        flags,
+        0,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,8 @@
 //! targets are not inside procfs or sysfs, and the working directory lies
 //! inside the container's root (the CVE-2024-21626 class).
 
-use std::ffi::CStr;
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -71,45 +70,7 @@ pub fn refuse_kernel_fs(fd: BorrowedFd<'_>, what: &[u8]) -> Result<()> {
     Ok(())
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_XDEV: u64 = 0x01;
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_BENEATH: u64 = 0x08;
-
-fn openat2(dir: i32, path: &CStr, flags: i32, resolve: u64) -> std::result::Result<OwnedFd, Errno> {
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve,
-    };
-    loop {
-        // SAFETY: `how` is a valid open_how of the size passed, `path` is
-        // NUL-terminated, `dir` is an open fd or AT_FDCWD.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if r >= 0 {
-            // SAFETY: a new fd from the kernel, owned by nobody else.
-            return Ok(unsafe { OwnedFd::from_raw_fd(r as i32) });
-        }
-        match Errno::last() {
-            Errno::EAGAIN | Errno::EINTR => continue,
-            e => return Err(e),
-        }
-    }
-}
+use super::paths::openat2;
 
 /// An fd of "/proc" after checking it is the root of a real procfs.
 pub fn open_proc_root() -> Result<OwnedFd> {
@@ -117,7 +78,8 @@ pub fn open_proc_root() -> Result<OwnedFd> {
         libc::AT_FDCWD,
         c"/proc",
         libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        RESOLVE_NO_MAGICLINKS,
+        0,
+        libc::RESOLVE_NO_MAGICLINKS,
     )
     .map_err(|e| Error::sys_path("open", "/proc", e))?;
     let b = std::os::fd::AsFd::as_fd(&fd);
@@ -147,7 +109,8 @@ pub fn open_proc_file(path: &str, flags: i32) -> Result<File> {
         root.as_raw_fd(),
         &c,
         flags | libc::O_NOFOLLOW | libc::O_NOCTTY,
-        RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+        0,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV,
     )
     .map_err(|e| Error::sys_path("open", path, e))?;
     let t =

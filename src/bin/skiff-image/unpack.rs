@@ -35,40 +35,15 @@ fn retry<T>(mut f: impl FnMut() -> SysResult<T>) -> SysResult<T> {
     }
 }
 
-/// struct open_how of openat2(2); libc's is non-exhaustive.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// openat2 with the dirfd as the root of resolution.
 fn open_in_root(root: RawFd, path: &CStr, flags: libc::c_int, mode: u32) -> SysResult<OwnedFd> {
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: mode as u64,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    retry(|| {
-        // SAFETY: `how` is a valid open_how of the size passed; `path` is a
-        // NUL-terminated string that outlives the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root,
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if rc < 0 {
-            Err(Errno::last())
-        } else {
-            // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-            Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
-        }
-    })
+    skiff::rootfs::openat2(
+        root,
+        path,
+        flags,
+        mode,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 fn openat(dir: RawFd, name: &CStr, flags: libc::c_int, mode: u32) -> SysResult<OwnedFd> {
