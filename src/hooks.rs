@@ -18,6 +18,7 @@ use nix::errno::Errno;
 use oci_spec::runtime::Hook;
 
 use crate::error::{Context, Error, Result};
+use crate::spawn;
 
 /// How much of a failing hook's stdout/stderr goes into the error.
 const OUTPUT_LIMIT: usize = 1024;
@@ -165,10 +166,10 @@ fn supervise(
             }
         };
         let mut fds = [
-            pollfd(pidfd.as_raw_fd(), libc::POLLIN),
-            pollfd(stdin.as_ref().map_or(-1, |s| s.as_raw_fd()), libc::POLLOUT),
-            pollfd(out.fd.unwrap_or(-1), libc::POLLIN),
-            pollfd(err.fd.unwrap_or(-1), libc::POLLIN),
+            spawn::pollfd(pidfd.as_raw_fd(), libc::POLLIN),
+            spawn::pollfd(stdin.as_ref().map_or(-1, |s| s.as_raw_fd()), libc::POLLOUT),
+            spawn::pollfd(out.fd.unwrap_or(-1), libc::POLLIN),
+            spawn::pollfd(err.fd.unwrap_or(-1), libc::POLLIN),
         ];
         // SAFETY: a valid array of pollfd for the call.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
@@ -213,14 +214,6 @@ fn supervise(
             err.read();
             return Ok((out.buf, err.buf));
         }
-    }
-}
-
-fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
     }
 }
 

@@ -176,11 +176,7 @@ fn write_all(fd: RawFd, mut buf: &[u8]) -> std::result::Result<(), Errno> {
         match Errno::last() {
             Errno::EINTR => {}
             Errno::EAGAIN => {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
+                let mut p = crate::spawn::pollfd(fd, libc::POLLOUT);
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut p, 1, -1) };
             }
@@ -267,31 +263,21 @@ pub fn relay(master: OwnedFd, pidfd: BorrowedFd<'_>) -> Result<()> {
 
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: signals.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                // A negative fd is ignored by poll.
-                fd: if master_open { m } else { -1 },
-                events: libc::POLLIN | if pending.is_empty() { 0 } else { libc::POLLOUT },
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if stdin_open && pending.is_empty() {
+            crate::spawn::pollfd(pidfd.as_raw_fd(), libc::POLLIN),
+            crate::spawn::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
+            // A negative fd is ignored by poll.
+            crate::spawn::pollfd(
+                if master_open { m } else { -1 },
+                libc::POLLIN | if pending.is_empty() { 0 } else { libc::POLLOUT },
+            ),
+            crate::spawn::pollfd(
+                if stdin_open && pending.is_empty() {
                     STDIN
                 } else {
                     -1
                 },
-                events: libc::POLLIN,
-                revents: 0,
-            },
+                libc::POLLIN,
+            ),
         ];
         // SAFETY: fds is a valid array of pollfd for the call.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -397,16 +383,8 @@ pub fn forward_signals_and_wait(pid: i32, pidfd: BorrowedFd<'_>) -> Result<i32> 
         let signals = SignalGuard::new(&all)?;
         loop {
             let mut fds = [
-                libc::pollfd {
-                    fd: pidfd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: signals.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
+                crate::spawn::pollfd(pidfd.as_raw_fd(), libc::POLLIN),
+                crate::spawn::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
             ];
             // SAFETY: fds is a valid array of pollfd.
             let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
