@@ -122,8 +122,7 @@ fn install_sc(c: &Ctx) -> bool {
         return false;
     };
     let dst = c.rootfs_path().join("bin/sc");
-    fs::copy(bin, &dst).expect("copy sc into the rootfs");
-    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).unwrap();
+    copy_executable(bin, &dst);
     true
 }
 
@@ -1111,7 +1110,7 @@ fn copy_with_libs(bin: &Path, rootfs: &Path) {
         if word.starts_with('/') && Path::new(word).exists() {
             let dst = rootfs.join(word.trim_start_matches('/'));
             fs::create_dir_all(dst.parent().unwrap()).unwrap();
-            fs::copy(word, &dst).unwrap();
+            copy_executable(Path::new(word), &dst);
         }
     }
 }
@@ -1119,8 +1118,7 @@ fn copy_with_libs(bin: &Path, rootfs: &Path) {
 /// A private copy of the runtime binary: the attack below, if it works, damages the copy only.
 fn runtime_copy(c: &Ctx) -> PathBuf {
     let copy = c.path("runtime-copy");
-    fs::copy(runtime(), &copy).unwrap();
-    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    copy_executable(&runtime(), &copy);
     copy_with_libs(&copy, &c.rootfs_path());
     copy
 }

@@ -438,17 +438,15 @@ mod tests {
         let h = hook(serde_json::json!({"path": "/usr/bin/env"}));
         run_hooks("startContainer", &[h], b"{}").unwrap();
         let script = d.path().join("hook.sh");
-        std::fs::write(
+        crate::testing::write_executable(
             &script,
             format!(
                 "#!/bin/sh\ncat /proc/$$/environ > {}\necho \"$0\" > {}\n",
                 env.display(),
                 cmdline.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            )
+            .as_bytes(),
+        );
         run_hooks(
             "startContainer",
             &[hook(serde_json::json!({"path": script}))],

@@ -45,6 +45,25 @@ pub fn in_child(f: impl FnOnce() -> std::result::Result<(), String>) -> Result<(
     }
 }
 
+/// Create `path` with `contents`, mode 0755, from a forked child. Written by this multi-threaded
+/// test process, the open fd could be inherited by a child that another test thread forks at that
+/// moment and keeps until its exec; executing the file in that window fails with ETXTBSY (seen in
+/// CI). The forked child has no other threads, so nothing else can hold the fd.
+pub fn write_executable(path: &std::path::Path, contents: &[u8]) {
+    in_child(|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(path)
+            .map_err(|e| format!("create {}: {e}", path.display()))?;
+        f.write_all(contents)
+            .map_err(|e| format!("write {}: {e}", path.display()))
+    })
+    .unwrap_or_else(|e| panic!("write_executable {}: {e}", path.display()));
+}
+
 pub fn is_root() -> bool {
     // SAFETY: plain getter.
     unsafe { libc::geteuid() == 0 }

@@ -188,6 +188,31 @@ impl Out {
 
 /// Poll `f` every few milliseconds until it returns Some, or panic after `timeout`.
 #[track_caller]
+/// Copy `src` to `dst` with mode 0755 from a forked child. Copied by this multi-threaded test
+/// process, the open fd of `dst` could be inherited by a child that another test thread forks
+/// at that moment (to run the runtime) and keeps until its exec; a container executing `dst` in
+/// that window fails with ETXTBSY. The forked child has no other threads to leak the fd to.
+pub fn copy_executable(src: &Path, dst: &Path) {
+    // SAFETY: the child only copies a file (glibc's malloc is fork-safe) and _exit()s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let ok = fs::copy(src, dst).is_ok()
+            && fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).is_ok();
+        // SAFETY: ends the forked child without running the harness's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "copy {} to {} failed (status {status:#x})",
+        src.display(),
+        dst.display()
+    );
+}
+
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
