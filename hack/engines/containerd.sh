@@ -440,6 +440,9 @@ check kill-all c_kill_all
 
 c_logs() {
 	CR --log-uri "file://$tmp/l.log" --rm "$img" smk-l sh -c 'echo to-stdout; echo to-stderr >&2'
+	# The shim copies stdout and stderr to the file in two goroutines that may still be writing
+	# when ctr returns (seen once with runc): give the second line a moment.
+	wait_for 5 sh -c "[ \$(wc -l < '$tmp/l.log') -ge 2 ]" || true
 	expect_eq $'to-stdout\nto-stderr' "$(sort -r "$tmp/l.log")"
 }
 check logs c_logs
