@@ -262,7 +262,7 @@ pub fn apply_final(plan: &CapabilityPlan) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::testing::{in_child, status_field};
+    use crate::testing::{in_child_exit_code as in_child, status_field};
 
     fn spec(json: &str) -> LinuxCapabilities {
         serde_json::from_str(json).unwrap()

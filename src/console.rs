@@ -422,7 +422,7 @@ pub fn recv_master(socket: BorrowedFd<'_>) -> Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::testing::in_child;
+    use crate::testing::in_child_exit_code as in_child;
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use std::os::fd::AsFd;
 

@@ -192,7 +192,7 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::testing::in_child;
+    use crate::testing::in_child_exit_code as in_child;
     use std::os::fd::AsRawFd;
 
     fn setup() -> tempfile::TempDir {

@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn survives_epipe_with_default_sigpipe() {
-        let code = crate::process::testing::in_child(|| {
+        let code = crate::testing::in_child_exit_code(|| {
             // SAFETY: resetting a disposition in our own forked child, as the
             // container init may have it.
             unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };

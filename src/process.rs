@@ -63,58 +63,10 @@ fn itoa_buf(v: i32) -> SmallNum {
     SmallNum { bytes, start: i }
 }
 
-/// Helpers for tests that must change process-wide state (credentials,
-/// capabilities, signal masks): run the body in a forked child so nothing
-/// leaks into the test harness.
-#[cfg(test)]
-pub(crate) mod testing {
-    /// Runs `f` in a forked child and returns its exit code (or 128+signal).
-    /// The child never returns into the harness.
-    pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
-        // SAFETY: the child only runs `f` and then _exits; glibc's malloc is
-        // fork-safe, so allocation in the child is fine even though the test
-        // harness is multi-threaded.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
-            // SAFETY: _exit never returns and skips the harness's atexit work.
-            unsafe { libc::_exit(code) };
-        }
-        wait(pid)
-    }
-
-    /// A field of /proc/self/status with its whitespace normalised.
-    pub(crate) fn status_field(name: &str) -> String {
-        let s = crate::fsio::read_to_string("/proc/self/status").unwrap_or_default();
-        s.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn wait(pid: i32) -> i32 {
-        let mut status = 0;
-        loop {
-            // SAFETY: status is a valid out pointer.
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-            if r == pid {
-                break;
-            }
-            assert_eq!(nix::errno::Errno::last(), nix::errno::Errno::EINTR);
-        }
-        if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            128 + libc::WTERMSIG(status)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testing::in_child;
     use super::*;
+    use crate::testing::in_child_exit_code as in_child;
 
     #[test]
     fn formats_numbers() {

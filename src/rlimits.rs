@@ -156,7 +156,7 @@ pub fn apply(plan: &RlimitPlan) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::testing::in_child;
+    use crate::testing::in_child_exit_code as in_child;
 
     fn spec(json: &str) -> Vec<PosixRlimit> {
         serde_json::from_str(json).unwrap()

@@ -35,13 +35,9 @@ pub fn in_child(f: impl FnOnce() -> std::result::Result<(), String>) -> Result<(
     drop(wr);
     let mut msg = String::new();
     let _ = std::fs::File::from(rd).read_to_string(&mut msg);
-    let mut status = 0;
-    // SAFETY: `pid` is our child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else {
-        Err(format!("child status {status:#x}: {msg}"))
+    match wait(pid) {
+        0 => Ok(()),
+        code => Err(format!("child exit code {code}: {msg}")),
     }
 }
 
@@ -69,10 +65,45 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A field of /proc/self/status with its whitespace normalised.
 pub fn status_field(name: &str) -> String {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let s = crate::fsio::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-        .map(|v| v.trim().to_string())
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// Fork; run `f` in the child (for tests that change process-wide state: credentials,
+/// capabilities, signal masks) and return its exit code, 101 when it panicked, 128+signal when
+/// killed. The child never returns into the harness.
+pub fn in_child_exit_code(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `f` and then _exits; glibc's malloc is fork-safe, so
+    // allocation in the child is fine even though the test harness is multi-threaded.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+        // SAFETY: _exit never returns and skips the harness's atexit work.
+        unsafe { libc::_exit(code) };
+    }
+    wait(pid)
+}
+
+/// Reap our child `pid`: its exit code, or 128+signal.
+pub fn wait(pid: i32) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        assert_eq!(nix::errno::Errno::last(), nix::errno::Errno::EINTR);
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
 }

@@ -413,7 +413,7 @@ pub use crate::spawn::{exit_code, pidfd_open, wait_exit_code};
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::testing::{in_child, wait};
+    use crate::testing::{in_child_exit_code as in_child, wait};
     use std::os::fd::AsFd;
 
     fn fork_fn(f: impl FnOnce() -> i32) -> i32 {

@@ -87,7 +87,7 @@ fn setgroups_denied() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::testing::{in_child, status_field};
+    use crate::testing::{in_child_exit_code as in_child, status_field};
 
     #[test]
     fn switches_user_in_child() {

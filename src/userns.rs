@@ -533,7 +533,7 @@ mod tests {
         // Enter it in a child and read the maps back from there.
         use std::os::fd::AsRawFd;
         let raw = fd.as_raw_fd();
-        let code = crate::process::testing::in_child(|| {
+        let code = crate::testing::in_child_exit_code(|| {
             // SAFETY: setns on a valid user namespace fd in a single-threaded child.
             if unsafe { libc::setns(raw, libc::CLONE_NEWUSER) } != 0 {
                 return 2;

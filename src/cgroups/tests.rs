@@ -389,7 +389,7 @@ fn rootless_skips_an_unwritable_cgroup_unless_limits_are_asked() {
     assert_eq!(plain.limits_asked(), None);
     let limited = CgroupPlan::from_spec(&spec(serde_json::from_str(RES).unwrap()), "x").unwrap();
     assert_eq!(limited.limits_asked(), Some("linux.resources.memory"));
-    let code = crate::process::testing::in_child(|| {
+    let code = crate::testing::in_child_exit_code(|| {
         // SAFETY: plain id syscall in a forked child.
         if unsafe { libc::setresuid(65534, 65534, 65534) } != 0 {
             return 2;

@@ -169,7 +169,7 @@ pub fn verify_cwd_inside_root() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::testing::in_child;
+    use crate::testing::in_child_exit_code as in_child;
 
     #[test]
     fn kernel_fs_paths() {
