@@ -235,3 +235,27 @@ fn processes_running(cmd: &str) -> Vec<i32> {
     }
     v
 }
+
+/// A poststart hook may drive the runtime on its own container (exec into it, pause and resume
+/// it): `start` must not hold the container's lock while it waits for its hooks.
+#[test]
+fn poststart_hook_can_call_the_runtime() {
+    let mut c = Ctx::new("hook_calls_runtime");
+    let dir = hook_dir(&c);
+    let rt = format!("{} --root {}", runtime().display(), c.root.display());
+    let script = format!(
+        "{rt} exec {id} echo exec-ok > {dir}/out 2>&1; \
+         {rt} pause {id} && {rt} resume {id} && echo pause-resume-ok >> {dir}/out",
+        id = c.id
+    );
+    c.spec["hooks"] =
+        json!({"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": 20}]});
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    assert_eq!(
+        fs::read_to_string(Path::new(&dir).join("out")).unwrap_or_default(),
+        "exec-ok\npause-resume-ok\n"
+    );
+    assert_eq!(c.status(&c.id), "running");
+}

@@ -2,8 +2,11 @@
 //!
 //! `<root>/<id>/state.json` is written atomically (temp file + rename), so a
 //! reader sees either the old or the new file, never half of one. Commands
-//! on one id serialise on an flock of `<root>/<id>/` itself. The status is
-//! never stored: it is derived from the kernel on every read (see `status`).
+//! that change a container (create, start, pause, resume, update, delete)
+//! serialise on an exclusive flock of `<root>/<id>/` itself; exec holds it
+//! shared while its process is set up; state, list, ps and kill take none.
+//! The status is never stored: it is derived from the kernel on every read
+//! (see `status`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -160,6 +163,16 @@ impl Store {
 
     /// Lock a container's directory exclusively (waiting for other commands).
     pub fn lock(&self, id: &str) -> Result<Lock> {
+        self.lock_as(id, libc::LOCK_EX)
+    }
+
+    /// Lock a container's directory shared: with other shared holders, but not while an
+    /// exclusive holder works (and the other way round).
+    pub fn lock_shared(&self, id: &str) -> Result<Lock> {
+        self.lock_as(id, libc::LOCK_SH)
+    }
+
+    fn lock_as(&self, id: &str, how: libc::c_int) -> Result<Lock> {
         validate_id(id)?;
         let dir = self.dir(id);
         let fd = match nix::fcntl::open(
@@ -179,7 +192,7 @@ impl Store {
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         loop {
             // SAFETY: flock on an fd we own.
-            let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(fd.as_raw_fd(), how) };
             if rc == 0 {
                 break;
             }

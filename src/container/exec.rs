@@ -81,8 +81,14 @@ fn setns_pidfd(pidfd: BorrowedFd<'_>, flags: libc::c_int, what: &str) -> Result<
 /// Returns the exit code to leave with: the process's own in the
 /// foreground, 0 when detached.
 pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
+    // Shared from the status check until the process has exec'd: pause, delete and start take
+    // the lock exclusively, so a pause cannot freeze the process half-way through its setup
+    // (leaving this command waiting for a resume nobody may send) and delete cannot remove the
+    // cgroups it is joining. Execs run side by side. Not kept for --ignore-paused into a paused
+    // container: that setup waits for a resume, which needs the lock.
+    let lock = store.lock_shared(&opts.id)?;
     let st = store.load(&opts.id)?;
-    match store.status(&st) {
+    let lock = match store.status(&st) {
         Status::Stopped => return Err(Error::NotRunning(opts.id.clone())),
         Status::Paused if !opts.ignore_paused => {
             return Err(Error::msg(format!(
@@ -90,8 +96,12 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
                 opts.id
             )))
         }
-        _ => {}
-    }
+        Status::Paused => {
+            drop(lock);
+            None
+        }
+        _ => Some(lock),
+    };
     let attach = !opts.detach && opts.console_socket.is_none();
     let plan = process_plan(
         &opts.process,
@@ -147,14 +157,22 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     }
     let forked = forked?;
     let (pid, pidfd) = match forked {
-        Forked::Child => child_main(
-            &child_end,
-            init_pidfd.as_fd(),
-            ns_flags & !libc::CLONE_NEWPID,
-            &plan,
-            console_for_child,
-            st.cgroup.as_ref(),
-        ),
+        Forked::Child => {
+            // The child's copies: with the parent's end of the channel open here, a parent
+            // killed during the setup would leave the child waiting for a message forever,
+            // and with the lock, `delete --force` waiting for the child (found by
+            // hack/stress.sh crash). Closing a copy releases neither for the parent.
+            drop(parent_end);
+            drop(lock);
+            child_main(
+                &child_end,
+                init_pidfd.as_fd(),
+                ns_flags & !libc::CLONE_NEWPID,
+                &plan,
+                console_for_child,
+                st.cgroup.as_ref(),
+            )
+        }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     if let Some(own) = &own_pid_ns {
@@ -212,6 +230,9 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         let _ = spawn::wait_exit_code(pid);
         return Err(e);
     }
+    // The process runs the user's program: from here on it is one of the container's, frozen
+    // by a pause and killed by a delete like the others.
+    drop(lock);
     let master = match ours {
         Some(ours) => Some(crate::console::recv_master(ours.as_fd())?),
         None => None,

@@ -23,7 +23,7 @@ use crate::state::{self, ContainerState, Status, Store};
 /// Release a created container's init to exec the user process, then run
 /// the poststart hooks. Returns when the user process has been exec'd.
 pub fn start(store: &Store, id: &str) -> Result<()> {
-    let _lock = store.lock(id)?;
+    let lock = store.lock(id)?;
     let st = store.load(id)?;
     match store.status(&st) {
         Status::Created => {}
@@ -57,6 +57,8 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     if !reply.is_empty() {
         return Err(Error::msg(reply));
     }
+    // The hooks may call back into the runtime (exec, pause, ...) on this container.
+    drop(lock);
     if !st.poststart_hooks.is_empty() {
         let json = plan::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
         if let Err(e) = hooks::run_hooks("poststart", &st.poststart_hooks, json.as_bytes()) {
