@@ -381,6 +381,36 @@ mod tests {
     }
 
     #[test]
+    fn shared_locks_coexist_and_hold_off_the_exclusive_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path().join("root"));
+        store.create_dir("c").unwrap();
+        let a = store.lock_shared("c").unwrap();
+        let b = store.lock_shared("c").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = store.clone();
+        let waiter = std::thread::spawn(move || {
+            let l = s2.lock("c").unwrap();
+            tx.send(()).unwrap();
+            drop(l);
+        });
+        // Not a timing check: the exclusive lock must not be granted while either shared
+        // one is held; 200 ms is only how long we look.
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(a);
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(b);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("exclusive lock after the shared ones went");
+        waiter.join().unwrap();
+        assert!(matches!(store.lock_shared("nope"), Err(Error::NotExist(_))));
+    }
+
+    #[test]
     fn store_round_trip_duplicate_and_missing() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::new(tmp.path().join("root"));
