@@ -70,6 +70,19 @@ pub enum Error {
     },
 }
 
+/// Run `call` again while it fails with EINTR (a signal arrived during the
+/// syscall). For raw libc calls, wrap the return value in `Errno::result`.
+pub fn retry_eintr<T>(
+    mut call: impl FnMut() -> std::result::Result<T, Errno>,
+) -> std::result::Result<T, Errno> {
+    loop {
+        match call() {
+            Err(Errno::EINTR) => {}
+            r => return r,
+        }
+    }
+}
+
 impl Error {
     pub fn sys(op: impl Into<String>, errno: Errno) -> Self {
         Error::Sys {

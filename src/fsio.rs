@@ -19,16 +19,9 @@ const FIRST_READ: usize = 8192;
 /// A syscall that returns -1 and sets errno on failure, retried while it is
 /// interrupted by a signal.
 fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
-    loop {
-        let n = call();
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::error::retry_eintr(|| nix::errno::Errno::result(call()))
+        .map(|n| n as usize)
+        .map_err(io::Error::from)
 }
 
 fn open(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {

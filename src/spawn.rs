@@ -158,7 +158,6 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<()> {
     Ok(())
 }
 
-/// Wait until the process behind `pidfd` has exited, up to `timeout_ms`.
 /// One entry for poll(2); a negative `fd` is ignored by the kernel.
 pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     libc::pollfd {
@@ -168,20 +167,14 @@ pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     }
 }
 
+/// Wait until the process behind `pidfd` has exited, up to `timeout_ms`.
 /// Returns false on timeout.
 pub fn pidfd_wait_exit(pidfd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool> {
     let mut pfd = pollfd(pidfd.as_raw_fd(), libc::POLLIN);
-    loop {
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if rc >= 0 {
-            return Ok(rc > 0);
-        }
-        let e = Errno::last();
-        if e != Errno::EINTR {
-            return Err(Error::sys("poll pidfd", e));
-        }
-    }
+    // SAFETY: one valid pollfd.
+    crate::error::retry_eintr(|| Errno::result(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }))
+        .map(|ready| ready > 0)
+        .map_err(|e| Error::sys("poll pidfd", e))
 }
 
 /// Reap a child, returning its exit code the shell's way (128+N for signal N).

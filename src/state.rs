@@ -190,17 +190,9 @@ impl Store {
         };
         // SAFETY: open just returned this fd and nothing else owns it.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        loop {
-            // SAFETY: flock on an fd we own.
-            let rc = unsafe { libc::flock(fd.as_raw_fd(), how) };
-            if rc == 0 {
-                break;
-            }
-            let e = Errno::last();
-            if e != Errno::EINTR {
-                return Err(Error::sys_path("lock", &dir, e));
-            }
-        }
+        // SAFETY: flock on an fd we own.
+        crate::error::retry_eintr(|| Errno::result(unsafe { libc::flock(fd.as_raw_fd(), how) }))
+            .map_err(|e| Error::sys_path("lock", &dir, e))?;
         Ok(Lock { _fd: fd })
     }
 

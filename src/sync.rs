@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use nix::errno::Errno;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{retry_eintr, Error, Result};
 
 /// Parent -> init.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -77,24 +77,19 @@ impl Channel {
     pub fn send<T: Serialize>(&self, msg: &T) -> Result<()> {
         let bytes = serde_json::to_vec(msg)
             .map_err(|e| Error::msg(format!("sync: encode message: {e}")))?;
-        loop {
+        retry_eintr(|| {
             // SAFETY: bytes is a valid buffer of the given length.
-            let n = unsafe {
+            Errno::result(unsafe {
                 libc::send(
                     self.fd.as_raw_fd(),
                     bytes.as_ptr().cast(),
                     bytes.len(),
                     libc::MSG_NOSIGNAL,
                 )
-            };
-            if n >= 0 {
-                return Ok(());
-            }
-            let e = Errno::last();
-            if e != Errno::EINTR {
-                return Err(Error::sys("sync: send", e));
-            }
-        }
+            })
+        })
+        .map_err(|e| Error::sys("sync: send", e))?;
+        Ok(())
     }
 
     /// Receive one message; `Ok(None)` when the peer has gone.
@@ -115,25 +110,20 @@ impl Channel {
 
     /// recv(2) retried on EINTR; 0 means the peer has gone.
     fn recv_into(&self, buf: &mut [u8], flags: libc::c_int) -> Result<usize> {
-        loop {
+        retry_eintr(|| {
             // SAFETY: buf is a valid writable buffer of the given length (an
             // empty one is fine: the kernel writes nothing into it).
-            let n = unsafe {
+            Errno::result(unsafe {
                 libc::recv(
                     self.fd.as_raw_fd(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     flags,
                 )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let e = Errno::last();
-            if e != Errno::EINTR {
-                return Err(Error::sys("sync: receive", e));
-            }
-        }
+            })
+        })
+        .map(|n| n as usize)
+        .map_err(|e| Error::sys("sync: receive", e))
     }
 }
 

@@ -90,6 +90,15 @@ mod tests {
     use crate::testing::{in_child_exit_code as in_child, status_field};
 
     #[test]
+    fn passwd_entry_by_uid() {
+        let text =
+            "root:x:0:0:root:/root:/bin/sh\nbad line\nuser:x:1000:1000::/home/user:/bin/sh\n";
+        assert_eq!(passwd_entry(text, 0), Some(("root", "/root")));
+        assert_eq!(passwd_entry(text, 1000), Some(("user", "/home/user")));
+        assert_eq!(passwd_entry(text, 7), None);
+    }
+
+    #[test]
     fn switches_user_in_child() {
         let code = in_child(|| {
             let user: User = serde_json::from_str(
@@ -166,19 +175,5 @@ mod tests {
             }
         });
         assert_eq!(code, 0);
-    }
-}
-
-#[cfg(test)]
-mod passwd_tests {
-    use super::passwd_entry;
-
-    #[test]
-    fn passwd_entry_by_uid() {
-        let text =
-            "root:x:0:0:root:/root:/bin/sh\nbad line\nuser:x:1000:1000::/home/user:/bin/sh\n";
-        assert_eq!(passwd_entry(text, 0), Some(("root", "/root")));
-        assert_eq!(passwd_entry(text, 1000), Some(("user", "/home/user")));
-        assert_eq!(passwd_entry(text, 7), None);
     }
 }

@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use skiff::error::{Error, Result};
+use skiff::error::{retry_eintr as retry, Error, Result};
 
 type SysResult<T> = std::result::Result<T, Errno>;
 
@@ -23,15 +23,6 @@ fn cvt(rc: libc::c_int) -> SysResult<libc::c_int> {
         Err(Errno::last())
     } else {
         Ok(rc)
-    }
-}
-
-fn retry<T>(mut f: impl FnMut() -> SysResult<T>) -> SysResult<T> {
-    loop {
-        match f() {
-            Err(Errno::EINTR) => continue,
-            r => return r,
-        }
     }
 }
 
