@@ -60,7 +60,8 @@ build_release_skiff() {
 # mount_hugetlb_v1_for_crun: crun 1.8 refuses a hybrid cgroup host while hugetlb sits on
 # cgroup2; a v1 hierarchy of its own for hugetlb makes the host usable for it.
 # A controller enabled in a cgroup2 subtree_control (skiff's tests and containers enable it there)
-# cannot move to v1: it is disabled there first, deepest cgroups first.
+# cannot move to v1: it is disabled there first, deepest cgroups first. The host is left that way
+# (a v1 hugetlb hierarchy is what runs crun here); only scripts that run crun call this.
 mount_hugetlb_v1_for_crun() {
 	[[ -d /sys/fs/cgroup/unified ]] || return 0
 	mountpoint -q /sys/fs/cgroup/hugetlb && return 0

@@ -33,7 +33,12 @@ if [[ ! -x $skiff ]]; then
 	skiff=$skiff_release
 fi
 declare -A bin=([skiff]=$skiff [crun]=$(command -v crun || echo /usr/bin/crun) [runc]=$(command -v runc || echo /usr/sbin/runc))
-mount_hugetlb_v1_for_crun
+for rt in $runtimes; do
+	[[ -n ${bin[$rt]:-} ]] || { echo "profile: unknown runtime $rt (skiff, crun, runc)" >&2; exit 2; }
+done
+if [[ " $runtimes " == *" crun "* ]]; then
+	mount_hugetlb_v1_for_crun
+fi
 
 ./hack/mkrootfs.sh
 work="$(mktemp -d /tmp/skiff-profile.XXXXXX)"

@@ -18,8 +18,9 @@
 # After this file the script runs its own leftovers check and the summary.
 
 E() { "${ecli[@]}" "$@"; }
-# run with the flags every container of this script gets, and no network.
-R() { E run "${run_base[@]}" "${run_isolated[@]}" "$@"; }
+# run with the flags every container of this script gets (Rn), and no network (R).
+Rn() { E run "${run_base[@]}" "$@"; }
+R() { Rn "${run_isolated[@]}" "$@"; }
 
 wait_size='for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do s=$(stty size 2>/dev/null); case $s in [1-9]*) echo $s; break;; esac; sleep 0.1; done'
 
@@ -133,20 +134,20 @@ check run-resource-limits c_limits
 
 check run-oom-kill c_oom
 
-c_net_none() { expect_eq lo "$(E run "${run_base[@]}" --rm --network none "$img" sh -c 'ls /sys/class/net | xargs')"; }
+c_net_none() { expect_eq lo "$(Rn --rm --network none "$img" sh -c 'ls /sys/class/net | xargs')"; }
 check run-network-none c_net_none
 
 c_net_host() {
 	local want
 	want=$(ls /sys/class/net | sort | xargs)
-	expect_eq "$want" "$(E run "${run_base[@]}" --rm --network host "$img" sh -c 'ls /sys/class/net | sort | xargs')"
+	expect_eq "$want" "$(Rn --rm --network host "$img" sh -c 'ls /sys/class/net | sort | xargs')"
 }
 check run-network-host c_net_host
 
 c_net_bridge() {
 	local port got ifs
 	port=$(random_port)
-	E run "${run_base[@]}" "${bridge_opts[@]}" -d --name "${ctr_prefix}-web" -p "127.0.0.1:$port:8080" \
+	Rn "${bridge_opts[@]}" -d --name "${ctr_prefix}-web" -p "127.0.0.1:$port:8080" \
 		"$img" httpd -f -p 8080 -h /www >/dev/null
 	got=$(http_get "http://127.0.0.1:$port/index.html") || true
 	ifs=$(E exec "${ctr_prefix}-web" sh -c 'ls /sys/class/net | sort | xargs')
@@ -187,7 +188,7 @@ c_init() {
 	local got
 	got=$(R --rm --init "$img" sh -c 'cat /proc/1/comm; echo $$')
 	echo "$got"
-	expect_match "$init_comm_re" "$got" && expect_match $'\n[0-9]+$' "$got"
+	expect_match "$init_comm_re" "$got" && expect_match $'\n[0-9]+$' "$got" || return 1
 	[[ ${got##*$'\n'} != 1 ]] || { echo "sh is pid 1 despite --init"; return 1; }
 }
 check run-init c_init
@@ -273,7 +274,7 @@ c_pause() {
 	timeout 5 "${ecli[@]}" exec "$X" true 2>/dev/null && rc=1
 	E unpause "$X" >/dev/null
 	expect_eq running "$(state_of "$X")" &&
-		expect_eq ok "$(E exec "$X" echo ok)"
+		expect_eq ok "$(E exec "$X" echo ok)" || return 1
 	[[ $rc -eq 0 ]] || { echo "exec succeeded in a paused container"; return 1; }
 }
 check pause-unpause c_pause
@@ -327,9 +328,11 @@ c_stop_kill() {
 	t0=$(date +%s.%N)
 	E stop -t 1 "${ctr_prefix}-k" >/dev/null
 	el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print (b - a >= 0.9) ? "waited" : "fast" }')
+	local ok=0
 	expect_eq 137 "$(E inspect -f '{{.State.ExitCode}}' "${ctr_prefix}-k")" "exit code" &&
-		expect_eq waited "$el" "stop timing"
+		expect_eq waited "$el" "stop timing" || ok=1
 	E rm "${ctr_prefix}-k" >/dev/null
+	return $ok
 }
 check stop-sigkill-fallback c_stop_kill
 
@@ -338,9 +341,11 @@ c_kill_sig() {
 	logs_say_ready() { E logs "${ctr_prefix}-s" 2>&1 | grep -q ready; }
 	wait_for 10 logs_say_ready
 	E kill -s USR1 "${ctr_prefix}-s" >/dev/null
+	local ok=0
 	expect_eq 7 "$(E wait "${ctr_prefix}-s")" "exit status" &&
-		expect_match got-usr1 "$(E logs "${ctr_prefix}-s")"
+		expect_match got-usr1 "$(E logs "${ctr_prefix}-s")" || ok=1
 	E rm "${ctr_prefix}-s" >/dev/null
+	return $ok
 }
 check kill-signal c_kill_sig
 

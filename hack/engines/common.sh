@@ -158,6 +158,8 @@ want_check() {
 }
 
 # check NAME FN [ARGS...]: run FN in a subshell with its output captured; PASS when it returns 0.
+# FN runs under `set -e`, which does not stop at a failed command that is not the last of an &&
+# list: an `expect_x ... && expect_y ...` that is not FN's last statement needs `|| return 1`.
 check() {
 	local name=$1 out rc t0
 	shift

@@ -368,7 +368,7 @@ c_pause() {
 	timeout 5 ctr --address "$sock" -n "$ns" task exec --fifo-dir "$tmp/fifo" --exec-id e8 "$X" true 2>/dev/null && rc=1
 	C task resume "$X"
 	expect_match "$X +[0-9]+ +RUNNING" "$(C task ls)" &&
-		expect_eq ok "$(CE --exec-id e9 "$X" echo ok)"
+		expect_eq ok "$(CE --exec-id e9 "$X" echo ok)" || return 1
 	[[ $rc -eq 0 ]] || { echo "exec succeeded in a paused task"; return 1; }
 }
 check pause-resume c_pause

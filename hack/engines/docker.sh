@@ -22,7 +22,9 @@ bridge_ip="10.199.$subnet_x.1/24"
 img=smoke-busybox
 ctr_prefix=smk
 
-D() { /usr/bin/docker -H "unix://$tmp/docker.sock" "$@"; }
+# The docker command with its private socket (also for pty_run and timeout: see cli-checks.sh).
+ecli=(/usr/bin/docker -H "unix://$tmp/docker.sock")
+D() { "${ecli[@]}" "$@"; }
 
 # --- start ---
 dockerd_pid=
@@ -69,7 +71,6 @@ check setup setup || {
 }
 
 # --- what differs from podman; the shared checks are in cli-checks.sh ---
-ecli=(/usr/bin/docker -H "unix://$tmp/docker.sock")
 run_base=()
 run_isolated=(--network none)
 bridge_opts=()
@@ -91,9 +92,11 @@ c_seccomp() {
 c_oom() {
 	local rc=0
 	R --name "${ctr_prefix}-oom" -m 32m --memory-swap 32m "$img" sh -c 'tail /dev/zero' || rc=$?
+	local ok=0
 	expect_eq 137 "$rc" "exit status" &&
-		expect_eq true "$(D inspect -f '{{.State.OOMKilled}}' "${ctr_prefix}-oom")" "State.OOMKilled"
+		expect_eq true "$(D inspect -f '{{.State.OOMKilled}}' "${ctr_prefix}-oom")" "State.OOMKilled" || ok=1
 	D rm -f "${ctr_prefix}-oom" >/dev/null
+	return $ok
 }
 
 source "$engines_dir/cli-checks.sh"

@@ -68,7 +68,8 @@ exec podman --root "$tmp/root" --runroot "$tmp/runroot" --tmpdir "$tmp/tmpdir" \
 	--storage-driver overlay --network-config-dir "$tmp/networks" --volumepath "$tmp/volumes" "\$@"
 EOF
 chmod 755 "$tmp/podman"
-P() { "$tmp/podman" "$@"; }
+ecli=("$tmp/podman")
+P() { "${ecli[@]}" "$@"; }
 
 ip_forward_was=$(cat /proc/sys/net/ipv4/ip_forward)
 # netavark adds base iptables chains on first use and never removes them: remove them at exit
@@ -118,7 +119,6 @@ check setup setup || {
 }
 
 # --- what differs from docker; the shared checks are in cli-checks.sh ---
-ecli=("$tmp/podman")
 # podman has no global cgroup parent with cgroupfs; its containers.conf sets netns "none".
 run_base=(--cgroup-parent "$cg_parent")
 run_isolated=()
