@@ -4,7 +4,6 @@
 # Needs root; installs docker-registry, skopeo, umoci, busybox-static, hyperfine, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 # shellcheck source=hack/lib.sh
 source hack/lib.sh
 need_root

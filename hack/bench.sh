@@ -41,7 +41,7 @@ need_root
 apt_install busybox-static runc crun time
 command -v python3 >/dev/null 2>&1 || apt_install python3-minimal
 
-skiff="${SKIFF:-$repo/target/$(uname -m)-unknown-linux-musl/release/skiff}"
+skiff="${SKIFF:-$(skiff_release_path)}"
 if [[ -n $build ]]; then
 	build_release_skiff
 	skiff=${SKIFF:-$skiff_release}
@@ -52,8 +52,7 @@ selected=()
 for rt in $runtimes; do
 	case $rt in
 	skiff) b=$skiff ;;
-	runc) b=$(command -v runc || echo /usr/sbin/runc) ;;
-	crun) b=$(command -v crun || echo /usr/bin/crun) ;;
+	runc | crun) b=$(runtime_bin "$rt") ;;
 	*) b=$rt; rt=$(basename "$rt") ;;
 	esac
 	if [[ ! -x $b ]]; then
@@ -78,9 +77,7 @@ work="$(mktemp -d /tmp/skiff-bench.XXXXXX)"
 chmod 755 "$work"
 cleanup() {
 	for rt in "${selected[@]}"; do
-		for id in $("${bin[$rt]}" --root "$work/root-$rt" list -q 2>/dev/null); do
-			"${bin[$rt]}" --root "$work/root-$rt" delete --force "$id" >/dev/null 2>&1 || true
-		done
+		delete_all "${bin[$rt]}" "$work/root-$rt"
 	done
 	rm -rf "$work"
 }
@@ -246,9 +243,10 @@ table("run, CPU time user+sys, median", med(run_cpu), "ms", spread=run_cpu)
 table("create, peak RSS of the runtime process (median of 7)", med(rss), "KiB", "{:>12.0f}")
 table("binary size", {n: size[n] / 1e6 for n in names}, "MB")
 PY
+# The exec targets go now, before the image benchmark (cleanup at exit tries again what failed:
+# runc 1.1 may find a cgroup still busy right after its kill).
 for rt in "${selected[@]}"; do
-	# runc 1.1 may complain that a cgroup is still busy right after the kill; cleanup retries.
-	"${bin[$rt]}" --root "$work/root-$rt" delete --force exec-target >/dev/null 2>&1 || true
+	delete_all "${bin[$rt]}" "$work/root-$rt"
 done
 
 if [[ -n $image ]]; then

@@ -1,5 +1,8 @@
 # Shared helpers for hack/*.sh (sourced, not run).
 
+# The repository (scripts sourcing this may have set it already).
+: "${repo:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+
 # need_root: the scripts create namespaces, mounts and cgroups.
 need_root() {
 	if [[ $(id -u) -ne 0 ]]; then
@@ -36,6 +39,35 @@ need_cargo() {
 		echo "cargo not found: install Rust first (https://rustup.rs)" >&2
 		exit 1
 	fi
+}
+
+# skiff_release_path: where build_release_skiff leaves skiff: the musl build, or the glibc
+# fallback's when only that one exists.
+skiff_release_path() {
+	local musl
+	musl="$repo/target/$(uname -m)-unknown-linux-musl/release/skiff"
+	if [[ ! -x $musl && -x $repo/target/release/skiff ]]; then
+		echo "$repo/target/release/skiff"
+	else
+		echo "$musl"
+	fi
+}
+
+# runtime_bin NAME: the path of Debian's runc or crun (where the package puts it when not on PATH).
+runtime_bin() {
+	case $1 in
+	runc) command -v runc || echo /usr/sbin/runc ;;
+	crun) command -v crun || echo /usr/bin/crun ;;
+	*) return 1 ;;
+	esac
+}
+
+# delete_all BIN ROOT: force-delete every container the runtime BIN lists under --root ROOT.
+delete_all() {
+	local id
+	for id in $("$1" --root "$2" list -q 2>/dev/null); do
+		"$1" --root "$2" delete --force "$id" >/dev/null 2>&1 || true
+	done
 }
 
 # build_release_skiff: build the skiff binary that is shipped and benchmarked, and set $skiff_release

@@ -27,12 +27,12 @@ done
 need_root
 apt_install busybox-static strace runc crun
 command -v python3 >/dev/null 2>&1 || apt_install python3-minimal
-skiff="${SKIFF:-$repo/target/$(uname -m)-unknown-linux-musl/release/skiff}"
+skiff="${SKIFF:-$(skiff_release_path)}"
 if [[ ! -x $skiff ]]; then
 	build_release_skiff
 	skiff=$skiff_release
 fi
-declare -A bin=([skiff]=$skiff [crun]=$(command -v crun || echo /usr/bin/crun) [runc]=$(command -v runc || echo /usr/sbin/runc))
+declare -A bin=([skiff]=$skiff [crun]=$(runtime_bin crun) [runc]=$(runtime_bin runc))
 for rt in $runtimes; do
 	[[ -n ${bin[$rt]:-} ]] || { echo "profile: unknown runtime $rt (skiff, crun, runc)" >&2; exit 2; }
 done
@@ -43,7 +43,14 @@ fi
 ./hack/mkrootfs.sh
 work="$(mktemp -d /tmp/skiff-profile.XXXXXX)"
 chmod 755 "$work"
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+	local rt
+	for rt in $runtimes; do
+		delete_all "${bin[$rt]}" "$work/root-$rt"
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
 make_true_bundle "$work/bundle" "$skiff"
 # The same bundle with a createRuntime hook that copies the runtime's smaps (the hook's parent),
 # and the same rootfs by absolute path (runc refuses a symlinked one).

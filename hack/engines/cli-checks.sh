@@ -22,8 +22,6 @@ E() { "${ecli[@]}" "$@"; }
 Rn() { E run "${run_base[@]}" "$@"; }
 R() { Rn "${run_isolated[@]}" "$@"; }
 
-wait_size='for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do s=$(stty size 2>/dev/null); case $s in [1-9]*) echo $s; break;; esac; sleep 0.1; done'
-
 # --- run ---
 c_exit() { expect_rc 3 R --rm "$img" sh -c 'exit 3'; }
 check run-exit-code c_exit

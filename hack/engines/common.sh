@@ -248,6 +248,10 @@ make_rootfs_tar() {
 	tar -C "$tmp/extra" -rf "$rootfs_tar" ./www || return 1
 }
 
+# A shell loop for the container side of a tty check: prints `stty size` once the engine has
+# set the window size (which may come a moment after the process starts).
+wait_size='for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do s=$(stty size 2>/dev/null); case $s in [1-9]*) echo $s; break;; esac; sleep 0.1; done'
+
 # pty_run [--rows R --cols C] [--input TEXT --after MARKER] CMD...: run CMD with a new pty as
 # its controlling terminal and stdio (what `-it` needs), print everything it wrote, exit with its
 # status. The caller's stdin is not forwarded; with --input, TEXT is typed into the terminal

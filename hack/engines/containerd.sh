@@ -114,8 +114,6 @@ c_stdin() {
 }
 check run-stdin c_stdin
 
-wait_size='for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do s=$(stty size 2>/dev/null); case $s in [1-9]*) echo $s; break;; esac; sleep 0.1; done'
-
 c_tty() {
 	local got
 	next_id
@@ -380,7 +378,6 @@ c_stats() {
 	expect_match 'memory.usage_in_bytes +[1-9][0-9]*' "$got" && expect_match 'pids.current +[1-9]' "$got"
 }
 check stats c_stats
-
 
 c_restart() {
 	# ctr has no restart: kill the task, delete it, start a new task in the same container.
