@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side startup benchmark of skiff, runc and crun on the same bundle, alternating runs.
 #
-#   hack/bench.sh [--build] [--runs N] [--runtimes "skiff runc crun"]
+#   hack/bench.sh [--build] [--runs N] [--runtimes "skiff runc crun"] [--image]
 #
 # Environment: RUNTIMES (default "skiff runc crun"), RUNS (default 100), SKIFF (skiff binary,
 # default: the static release build, target/<arch>-unknown-linux-musl/release/skiff; --build
@@ -11,6 +11,9 @@
 #   run   : `<rt> run --bundle B ID` of /bin/true
 #   cycle : `<rt> create --bundle B ID`, `<rt> start ID`, `<rt> delete --force ID` (three processes)
 #   exec  : `<rt> exec ID /bin/true` into one long-running container (sleep) per runtime
+#   many  : 100 `run`s, 10 at a time (total wall)
+#   also  : CPU time of `run`, peak RSS of the runtime during `create`, stripped binary size
+#   --image: then hack/bench-image.sh (skiff-image pull + unpack vs skopeo + umoci)
 # Same config (made by `skiff spec`, else `runc spec`), same busybox rootfs, terminal false,
 # each runtime with its own --root.
 set -euo pipefail
@@ -31,7 +34,7 @@ while (($#)); do
 	--runs=*) runs=${1#*=} ;;
 	--runtimes) runtimes=$2; shift ;;
 	--runtimes=*) runtimes=${1#*=} ;;
-	-h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift

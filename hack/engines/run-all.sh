@@ -30,7 +30,7 @@ runtime=$(readlink -f "$1")
 reference=${SMOKE_REFERENCE:-/usr/sbin/runc}
 # Debian's runc is the reference: on a fresh machine it is not there until installed (the
 # engines would pull it in as a dependency, but only after the first reference run started).
-if [[ $reference == /usr/sbin/runc && ! -x $reference ]]; then
+if [[ -n $compare && $reference == /usr/sbin/runc && ! -x $reference ]]; then
 	echo "installing runc (the reference runtime)" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get install -y -q --no-install-recommends runc >/dev/null 2>&1 ||
