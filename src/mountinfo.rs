@@ -1,6 +1,12 @@
 //! /proc/self/mountinfo, parsed once for everyone who reads it (the
 //! rootfs's cgroup mount, the cgroup probe, resctrl discovery).
 
+/// This process's /proc/self/mountinfo, whole.
+pub fn read_own() -> crate::error::Result<String> {
+    const PATH: &str = "/proc/self/mountinfo";
+    crate::fsio::read_to_string(PATH).map_err(|e| crate::error::Error::io("read", PATH, e))
+}
+
 /// One line of /proc/self/mountinfo (only the fields used here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {

@@ -110,8 +110,7 @@ pub struct RdtCleanup {
 
 /// Where resctrl is mounted in our mount namespace.
 pub fn resctrl_root() -> Result<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let text = crate::mountinfo::read_own()?;
     find_resctrl(&text).ok_or_else(|| {
         Error::config(
             FIELD,

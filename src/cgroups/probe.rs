@@ -165,8 +165,7 @@ impl HostCgroups {
 
     /// Read this host's layout.
     pub fn probe() -> Result<Self> {
-        let mi = crate::fsio::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+        let mi = crate::mountinfo::read_own()?;
         Self::probe_with_mountinfo(&mi)
     }
 

@@ -148,8 +148,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         // SAFETY: prctl with plain integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    let host_mountinfo = crate::fsio::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let host_mountinfo = crate::mountinfo::read_own()?;
     let host_cgroups = HostCgroups::probe_with_mountinfo(&host_mountinfo)?;
     let own_pid = std::process::id() as i32;
     let mut st = ContainerState {

@@ -269,8 +269,7 @@ impl Drop for UmaskGuard {
 }
 
 fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let text = crate::fsio::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let text = crate::mountinfo::read_own()?;
     let all = cgroup::parse_mountinfo(&text);
     let parent = rootfs.parent().unwrap_or(Path::new("/"));
     if let Some(m) = cgroup::containing_mount(&all, parent) {

@@ -466,7 +466,7 @@ fn mount_cgroup(
     let text = match host_mountinfo {
         Some(t) => t,
         None => {
-            read = read_file("/proc/self/mountinfo")?;
+            read = crate::mountinfo::read_own()?;
             &read
         }
     };
