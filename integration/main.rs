@@ -23,4 +23,5 @@ mod rootless;
 mod security;
 mod spec;
 mod state;
+mod stdio;
 mod terminal;

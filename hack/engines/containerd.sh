@@ -436,13 +436,25 @@ c_kill_all() {
 check kill-all c_kill_all
 
 c_logs() {
-	CR --log-uri "file://$tmp/l.log" --rm "$img" smk-l sh -c 'echo to-stdout; echo to-stderr >&2'
-	# The shim copies stdout and stderr to the file in two goroutines that may still be writing
-	# when ctr returns (seen once with runc): give the second line a moment.
-	wait_for 5 sh -c "[ \$(wc -l < '$tmp/l.log') -ge 2 ]" || true
-	expect_eq $'to-stdout\nto-stderr' "$(sort -r "$tmp/l.log")"
+	# Both streams through ctr's own stdio: the shim copies each to a FIFO of its own and ctr
+	# returns only after both reached end-of-file, so both lines are there, each on its stream,
+	# the moment ctr returns. No grace period: a late or missing line is a lost line.
+	CR --rm "$img" smk-l sh -c 'echo to-stdout; echo to-stderr >&2' >"$tmp/l.out" 2>"$tmp/l.err"
+	expect_eq to-stdout "$(cat "$tmp/l.out")" stdout
+	expect_eq to-stderr "$(cat "$tmp/l.err")" stderr
 }
 check logs c_logs
+
+c_log_uri() {
+	# --log-uri file://, stdout only. With stdout and stderr in one file, containerd 1.6's shim
+	# loses stderr lines whatever the runtime: the stdout copier closes the file that the stderr
+	# copier still writes to ("error copying stderr" in containerd's log, one per lost line).
+	# Measured with ctr run, alternating runtimes: runc 3 of 200, skiff 5 of 200 idle; runc 15
+	# of 100, skiff 10 of 100 with both CPUs busy. With one stream nothing is lost.
+	CR --log-uri "file://$tmp/lu.log" --rm "$img" smk-lu sh -c 'echo to-the-log'
+	expect_eq to-the-log "$(cat "$tmp/lu.log")"
+}
+check log-uri c_log_uri
 
 c_rm() {
 	CR -d "$img" smk-r sleep 1000

@@ -449,7 +449,43 @@ mod allocator {
     };
 }
 
+/// Which of fds 0, 1 and 2 were closed when skiff started (bit N for fd N), recorded before
+/// Rust's runtime opens /dev/null in their place.
+static CLOSED_STDIO: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+extern "C" fn record_closed_stdio() {
+    let mut closed = 0;
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only reads the flags of an fd number; -1 (EBADF) means closed.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            closed |= 1 << fd;
+        }
+    }
+    CLOSED_STDIO.store(closed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The C library runs this before `main`, and so before Rust's runtime replaces closed stdio
+/// fds with /dev/null: the only moment at which a closed fd can still be told from a /dev/null
+/// the caller handed us.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_CLOSED_STDIO: extern "C" fn() = record_closed_stdio;
+
+/// A stdio fd that was closed when skiff started stays occupied by the runtime's /dev/null (so
+/// nothing skiff opens can land there and reach the container), but close-on-exec: the
+/// container's process gets it closed, as the caller handed it.
+fn keep_closed_stdio_closed() {
+    let closed = CLOSED_STDIO.load(std::sync::atomic::Ordering::Relaxed);
+    for fd in 0..3 {
+        if closed & (1 << fd) != 0 {
+            // SAFETY: sets a flag on an fd that Rust's runtime opened for this process.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    keep_closed_stdio_closed();
     let cli = Cli::parse_from(normalize_args(std::env::args().collect()));
     let format = if cli.log_format == "json" {
         Format::Json
