@@ -131,6 +131,26 @@ fn hugetlb_on_v1() -> bool {
         .any(|l| l.split(':').nth(1) == Some("hugetlb"))
 }
 
+/// The blkio weight file a cgroup of this host has (`blkio.weight` with CFQ, `blkio.bfq.weight`
+/// with BFQ), or None: kernels without either scheduler have no weight at all (seen on machines
+/// of this kind whose disks offer only mq-deadline and kyber). The weight files are not on the
+/// root cgroup, so a probe cgroup is made and removed.
+fn host_blkio_weight_file() -> Option<&'static str> {
+    static FILE: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *FILE.get_or_init(|| {
+        let probe = PathBuf::from(format!(
+            "/sys/fs/cgroup/blkio/skiff-it-probe-{}",
+            std::process::id()
+        ));
+        fs::create_dir(&probe).ok()?;
+        let found = ["blkio.weight", "blkio.bfq.weight"]
+            .into_iter()
+            .find(|f| probe.join(f).exists());
+        let _ = fs::remove_dir(&probe);
+        found
+    })
+}
+
 /// Whether the cgroup2 hierarchy of this hybrid host serves any controller.
 fn cgroup2_serves_controllers() -> bool {
     fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
@@ -193,9 +213,12 @@ fn resources_written_to_host_files() {
         "memory": {"limit": 64 * MB, "reservation": 32 * MB, "swap": 128 * MB, "swappiness": 10},
         "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
         "pids": {"limit": 20},
-        "blockIO": {"weight": 300},
         "hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MB}],
     }));
+    let weight_file = host_blkio_weight_file();
+    if weight_file.is_some() {
+        c.resources(json!({"blockIO": {"weight": 300}}));
+    }
     let pid = c.create_ok();
 
     assert_eq!(
@@ -217,14 +240,9 @@ fn resources_written_to_host_files() {
     assert_eq!(c.file("cpuset", "cpuset.cpus"), "0");
     assert_eq!(c.file("cpuset", "cpuset.mems"), "0");
     assert_eq!(c.file("pids", "pids.max"), "20");
-    // This kernel's blkio hierarchy has only the BFQ weight file (no CFQ blkio.weight).
-    let blkio = PathBuf::from(format!("/sys/fs/cgroup/blkio{}", c.path));
-    let weight_file = if blkio.join("blkio.weight").exists() {
-        "blkio.weight"
-    } else {
-        "blkio.bfq.weight"
-    };
-    assert_eq!(c.file("blkio", weight_file), "300");
+    if let Some(weight_file) = weight_file {
+        assert_eq!(c.file("blkio", weight_file), "300");
+    }
     // hugetlb has a v1 hierarchy of its own on some hybrid hosts, sits on cgroup2 on others.
     let (hugetlb, limit_file, rsvd_file) = if hugetlb_on_v1() {
         (
@@ -559,8 +577,17 @@ fn update_with_flags() {
         (16 * MB).to_string()
     );
 
-    c.rt(&["update", "--blkio-weight", "200", &id]).ok();
-    assert_eq!(c.file("blkio", "blkio.bfq.weight"), "200");
+    match host_blkio_weight_file() {
+        Some(f) => {
+            c.rt(&["update", "--blkio-weight", "200", &id]).ok();
+            assert_eq!(c.file("blkio", f), "200");
+        }
+        // No I/O scheduler with weights: refused, naming the field.
+        None => {
+            c.rt(&["update", "--blkio-weight", "200", &id])
+                .fails_with("linux.resources.blockIO.weight", None);
+        }
+    }
 
     // A refused update changes nothing.
     c.rt(&["update", "--cpuset-cpus", "0-99", &id]).fails();
@@ -1074,6 +1101,21 @@ fn bad_cpu_quota_too_small() {
         json!({"cpu": {"quota": 5, "period": 100000}}),
         &["linux.resources.cpu.quota", "5"],
         Some("cpu.cfs_quota_us"),
+    );
+}
+
+/// A weight where the host's I/O schedulers have none: refused before anything exists.
+#[test]
+fn blkio_weight_without_a_weighted_scheduler_is_refused() {
+    if host_blkio_weight_file().is_some() {
+        eprintln!("skipped: this host's blkio cgroups have a weight file");
+        return;
+    }
+    refused(
+        "cg_no_weight",
+        json!({"blockIO": {"weight": 300}}),
+        &["linux.resources.blockIO.weight", "does not exist"],
+        Some("blkio"),
     );
 }
 
