@@ -32,6 +32,7 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod sched;
 pub mod seccomp;
+pub mod selfexe;
 pub mod signal;
 pub mod spawn;
 pub mod spec_template;

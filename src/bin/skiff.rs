@@ -557,6 +557,7 @@ fn create_options(args: &CreateArgs, attach_terminal: bool) -> Result<CreateOpti
 fn dispatch(store: &Store, command: Command) -> Result<u8> {
     match command {
         Command::Create(args) => {
+            skiff::selfexe::ensure_protected()?;
             container::create(store, &create_options(&args, false)?)?;
             Ok(0)
         }
@@ -583,15 +584,20 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
             create,
             detach,
             keep,
-        } => run(store, &create, detach, keep),
-        Command::Exec(args) => match exec(store, args) {
-            Ok(code) => Ok(code),
-            Err(e) => {
-                // runc-compat: exec's own errors exit 255.
-                logging::report_error(&e.to_string());
-                Ok(255)
+        } => {
+            skiff::selfexe::ensure_protected()?;
+            run(store, &create, detach, keep)
+        }
+        Command::Exec(args) => {
+            match skiff::selfexe::ensure_protected().and_then(|()| exec(store, args)) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    // runc-compat: exec's own errors exit 255.
+                    logging::report_error(&e.to_string());
+                    Ok(255)
+                }
             }
-        },
+        }
         Command::Pause { id } => {
             container::resources::pause(store, &id)?;
             Ok(0)

@@ -227,7 +227,6 @@ pub fn prepare_process(p: &ProcessPlan, channel: &Channel) -> Result<Prepared> {
         env.push(format!("HOME={}", home_of(p.user.uid())));
     }
     let program = exec::find_executable(&p.args[0], &env, &p.cwd)?;
-    refuse_runtime_binary(&program, &p.cwd)?;
     rlimits::apply(&p.rlimits)?;
     capabilities::drop_bounding(&p.capabilities)?;
     if p.no_new_privileges {
@@ -265,50 +264,6 @@ pub fn prepare_process(p: &ProcessPlan, channel: &Channel) -> Result<Prepared> {
         env,
         seccomp_late,
     })
-}
-
-/// CVE-2019-5736: until execve, /proc/self/exe is the host's skiff binary.
-/// A container program that is (or whose `#!` interpreter chain leads to)
-/// that file would run the runtime's binary as a dumpable container
-/// process, which could then reopen it for writing once skiff exits. skiff
-/// never copies itself (a per-container copy would cost memory the
-/// container is charged for), so it refuses that exec instead.
-fn refuse_runtime_binary(program: &Path, cwd: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(own) = std::fs::metadata("/proc/self/exe") else {
-        return Ok(()); // no /proc: no magic link to reach the binary through either
-    };
-    let mut path = program.to_path_buf();
-    // The kernel follows at most 4 levels of interpreters (BINPRM_MAX_RECURSION).
-    for _ in 0..5 {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return Ok(()); // exec will report what is wrong with it
-        };
-        if meta.dev() == own.dev() && meta.ino() == own.ino() {
-            return Err(Error::msg(format!(
-                "exec: {:?}: refusing to run the container runtime's own binary inside the container (CVE-2019-5736)",
-                program
-            )));
-        }
-        match shebang_interpreter(&path) {
-            Some(interp) if interp.is_absolute() => path = interp,
-            Some(interp) => path = cwd.join(interp),
-            None => return Ok(()),
-        }
-    }
-    Ok(())
-}
-
-/// The interpreter named by a `#!` line, if the file starts with one.
-fn shebang_interpreter(path: &Path) -> Option<PathBuf> {
-    use std::io::Read;
-    let mut head = [0u8; 256];
-    let mut f = std::fs::File::open(path).ok()?;
-    let n = f.read(&mut head).ok()?;
-    let line = head[..n].strip_prefix(b"#!")?;
-    let line = line.split(|b| *b == b'\n').next()?;
-    let text = std::str::from_utf8(line).ok()?;
-    text.split_whitespace().next().map(PathBuf::from)
 }
 
 /// Install the filter; a NOTIFY listener goes to the runtime process, which

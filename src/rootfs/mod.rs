@@ -54,7 +54,7 @@ mod devices;
 mod idmap;
 mod mounts;
 pub mod newmount;
-mod options;
+pub(crate) mod options;
 mod paths;
 pub mod procfs;
 
