@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Wrap a rootfs tarball into a single-layer OCI image archive that `ctr images import` reads.
 
-    mkociarchive.py ROOTFS_TAR IMAGE_NAME OUT_TAR
+    mkociarchive.py ROOTFS_TAR IMAGE_NAME OUT_TAR [CMD...]
 
-The image gets linux/amd64 (the host's architecture), Cmd ["/bin/sh"] and a PATH. No
-compression: the layer is the rootfs tarball itself.
+The image gets linux/amd64 (the host's architecture), Cmd CMD (default ["/bin/sh"]) and a PATH.
+No compression: the layer is the rootfs tarball itself.
 """
 import hashlib
 import io
@@ -17,6 +17,7 @@ import tarfile
 
 def main():
     rootfs_tar, name, out = sys.argv[1:4]
+    cmd = sys.argv[4:] or ["/bin/sh"]
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
     h = hashlib.sha256()
@@ -30,7 +31,7 @@ def main():
     config = {
         "architecture": arch,
         "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "config": {"Cmd": cmd, "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     }
     blobs = {}

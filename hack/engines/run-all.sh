@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run the Docker, Podman and containerd smoke tests.
+# Run the Docker, Podman, containerd and Kubernetes CRI smoke tests.
 #
-#   hack/engines/run-all.sh [--compare] [--engines "docker podman containerd"] RUNTIME
+#   hack/engines/run-all.sh [--compare] [--engines "docker podman containerd cri"] RUNTIME
 #
 # Without --compare: each engine's script with RUNTIME; fails when any check fails.
 # With --compare: each engine first with Debian's runc (/usr/sbin/runc, or $SMOKE_REFERENCE),
@@ -13,7 +13,7 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 compare=
-engines="docker podman containerd"
+engines="docker podman containerd cri"
 while [[ $# -gt 1 ]]; do
 	case $1 in
 	--compare) compare=1 ;;
@@ -23,7 +23,7 @@ while [[ $# -gt 1 ]]; do
 	shift
 done
 if [[ $# -ne 1 ]]; then
-	echo "usage: $0 [--compare] [--engines \"docker podman containerd\"] RUNTIME_PATH" >&2
+	echo "usage: $0 [--compare] [--engines \"docker podman containerd cri\"] RUNTIME_PATH" >&2
 	exit 2
 fi
 runtime=$(readlink -f "$1")
