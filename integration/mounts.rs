@@ -4,6 +4,7 @@ use crate::common::*;
 use serde_json::json;
 use std::ffi::CString;
 use std::fs;
+use std::process::Command;
 
 /// Replace the config's mounts with an explicit list of every filesystem type.
 fn all_types_mounts() -> serde_json::Value {
@@ -439,5 +440,176 @@ fn atime_options() {
     assert!(
         !t.options.iter().any(|o| o == "relatime" || o == "noatime"),
         "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// rootfsPropagation on the hosts engines make: the rootfs a plain directory, a bind mount or an
+// overlay mount (containerd's shim always mounts an overlay), host "/" private or rshared (every
+// systemd host). Each case runs in a mount namespace of its own (util-linux `unshare -m`), so the
+// host's table is untouched whatever happens.
+
+/// Run `script` with sh under `unshare -m --propagation unchanged`; $RT is the runtime, $ROOT its
+/// state root. Returns the script's output.
+fn in_private_mount_ns(c: &Ctx, script: &str) -> Out {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "unchanged", "sh", "-ec", script])
+        .env("RT", runtime())
+        .env("ROOT", &c.root)
+        .env("BUNDLE", &c.bundle)
+        .env("TMP", c.tmp.path());
+    c.exec_cmd(cmd, &c.path("ns.out"), &c.path("ns.err"))
+}
+
+/// Shell lines that make the rootfs at $BUNDLE/rootfs-mnt: a plain directory, a bind mount of
+/// $BUNDLE/rootfs, or an overlay with $BUNDLE/rootfs as its lower layer.
+fn rootfs_kind_script(kind: &str) -> &'static str {
+    match kind {
+        "dir" => "rm -rf $BUNDLE/rootfs-mnt; cp -a $BUNDLE/rootfs $BUNDLE/rootfs-mnt",
+        "bind" => "mkdir -p $BUNDLE/rootfs-mnt; mount --bind $BUNDLE/rootfs $BUNDLE/rootfs-mnt",
+        "overlay" => {
+            "mkdir -p $BUNDLE/rootfs-mnt $TMP/upper $TMP/work; \
+             mount -t overlay overlay -o lowerdir=$BUNDLE/rootfs,upperdir=$TMP/upper,workdir=$TMP/work $BUNDLE/rootfs-mnt"
+        }
+        other => panic!("unknown rootfs kind {other}"),
+    }
+}
+
+#[test]
+fn rootfs_propagation_matrix() {
+    let mut c = Ctx::new("prop_matrix");
+    c.spec["root"]["path"] = json!("rootfs-mnt");
+    c.sh_args("awk '$5 == \"/\"' /proc/self/mountinfo");
+    let mut failures = Vec::new();
+    for kind in ["dir", "bind", "overlay"] {
+        for host in ["rprivate", "rshared"] {
+            for value in [
+                "private",
+                "rprivate",
+                "slave",
+                "rslave",
+                "shared",
+                "rshared",
+                "unbindable",
+                "runbindable",
+            ] {
+                if !is_skiff() && (value.ends_with("unbindable") || value == "shared") {
+                    // runc 1.1 sets "/" unbindable before binding the rootfs (EINVAL), and
+                    // needs a shared parent for "shared".
+                    continue;
+                }
+                c.spec["linux"]["rootfsPropagation"] = json!(value);
+                let id = c.new_id();
+                c.write_spec();
+                c.track(&id);
+                let script = format!(
+                    "mount --make-{host} /; {}; $RT --root $ROOT run --bundle $BUNDLE {id}",
+                    rootfs_kind_script(kind)
+                );
+                let out = in_private_mount_ns(&c, &script);
+                let case = format!("rootfs {kind}, host / {host}, rootfsPropagation {value}");
+                if out.code != 0 {
+                    failures.push(format!(
+                        "{case}: exit {} {} {}",
+                        out.code,
+                        out.stdout.trim(),
+                        out.stderr.trim()
+                    ));
+                    continue;
+                }
+                // What the container's "/" became: the requested mode.
+                let opt = parse_mountinfo(&out.stdout)
+                    .first()
+                    .map(|m| m.optional.join(" "))
+                    .unwrap_or_default();
+                let shared = opt.contains("shared:");
+                let slave = opt.contains("master:");
+                let unbindable = opt.contains("unbindable");
+                let ok = match value {
+                    "private" | "rprivate" => !shared && !slave && !unbindable,
+                    "slave" | "rslave" => !shared,
+                    // runc 1.1 does not apply it again after pivot_root: "/" stays private.
+                    "shared" | "rshared" => shared || !is_skiff(),
+                    _ => unbindable,
+                };
+                if !ok {
+                    failures.push(format!("{case}: \"/\" inside has {opt:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The script of a container that waits for the host's mount under /vol, reports it, then
+/// makes one of its own under /vol and waits to be killed.
+const PROPAGATION_PROBE: &str = "i=0; while [ ! -e /vol/from-host/marker ] && [ $i -lt 100 ]; do usleep 50000; i=$((i+1)); done; \
+     if [ -e /vol/from-host/marker ]; then echo host-mount-seen > /vol/report; else echo host-mount-unseen > /vol/report; fi; \
+     mount -t tmpfs tmpfs /vol/from-container && echo x > /vol/from-container/marker; echo done >> /vol/report; sleep 1000";
+
+/// A volume with `propagation` (on a host whose "/" is rshared, as on systemd hosts, and
+/// the rootfs an overlay, as under containerd): does a mount made on the host under the volume
+/// show inside, and one made inside show on the host?
+fn volume_propagation(name: &str, propagation: &str) -> (bool, bool) {
+    let mut c = Ctx::new(name);
+    c.spec["root"]["path"] = json!("rootfs-mnt");
+    c.spec["linux"]["rootfsPropagation"] = json!(if propagation == "rshared" {
+        "rshared"
+    } else {
+        "rslave"
+    });
+    // Mounting inside needs CAP_SYS_ADMIN (a privileged container, as Bidirectional demands).
+    let all_caps = json!([
+        "CAP_SYS_ADMIN",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_SETUID",
+        "CAP_SETGID"
+    ]);
+    for set in ["bounding", "effective", "permitted"] {
+        c.spec["process"]["capabilities"][set] = all_caps.clone();
+    }
+    let vol = c.path("vol");
+    fs::create_dir_all(vol.join("from-host")).unwrap();
+    fs::create_dir_all(vol.join("from-container")).unwrap();
+    c.add_mount(json!({"destination": "/vol", "type": "bind", "source": vol.to_str().unwrap(), "options": ["rbind", propagation]}));
+    c.sh_args(PROPAGATION_PROBE);
+    c.write_spec();
+    let id = c.id.clone();
+    c.track(&id);
+    let script = format!(
+        "mount --make-rshared /; mount --bind $TMP/vol $TMP/vol; mount --make-shared $TMP/vol; {}; \
+         $RT --root $ROOT run -d --bundle $BUNDLE {id} >/dev/null; \
+         mount -t tmpfs tmpfs $TMP/vol/from-host; echo x > $TMP/vol/from-host/marker; \
+         i=0; while ! grep -q done $TMP/vol/report 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+         cat $TMP/vol/report; \
+         if [ -e $TMP/vol/from-container/marker ]; then echo container-mount-seen; else echo container-mount-unseen; fi; \
+         $RT --root $ROOT delete -f {id}",
+        rootfs_kind_script("overlay")
+    );
+    let out = in_private_mount_ns(&c, &script);
+    out.ok();
+    (
+        out.stdout.contains("host-mount-seen"),
+        out.stdout.contains("container-mount-seen"),
+    )
+}
+
+#[test]
+fn rshared_volume_propagates_both_ways() {
+    assert_eq!(
+        volume_propagation("prop_rshared", "rshared"),
+        (true, true),
+        "(host mount seen inside, container mount seen on the host)"
+    );
+}
+
+#[test]
+fn rslave_volume_propagates_into_the_container_only() {
+    assert_eq!(
+        volume_propagation("prop_rslave", "rslave"),
+        (true, false),
+        "(host mount seen inside, container mount seen on the host)"
     );
 }

@@ -181,9 +181,16 @@ impl RootfsPlan {
                 )
             })?),
         };
-        let root_propagation = final_propagation.unwrap_or(MS_SLAVE | MS_REC);
-        // Only a recursive non-shared change of "/" is sure to cover the
-        // rootfs's parent mount.
+        // Step 1 sets "/" to the requested propagation, except unbindable: the rootfs
+        // bind onto itself must be allowed first (binding an unbindable mount is EINVAL),
+        // so unbindable is applied at the end only; until then runc's default, rslave.
+        let root_propagation = match final_propagation {
+            Some(p) if p & MS_UNBINDABLE == 0 => p,
+            _ => MS_SLAVE | MS_REC,
+        };
+        // The mount the rootfs lies on must not be shared (pivot_root refuses a new root
+        // whose parent mount is shared, and the rootfs bind would propagate to the host).
+        // Only a recursive non-shared change of "/" is sure to have covered it.
         let parent_private = root_propagation & MS_REC == 0 || root_propagation & MS_SHARED != 0;
 
         let specs = spec.mounts().as_deref().unwrap_or(&[]);
@@ -268,11 +275,14 @@ impl Drop for UmaskGuard {
     }
 }
 
+/// Make private the mount that holds the rootfs, if it is shared: the mount the rootfs
+/// path itself lies on, which is the rootfs when it is a mount point of its own (an overlay
+/// set up by an engine), as runc does. Its parent directory's mount is the wrong one then:
+/// left shared, it makes pivot_root fail with EINVAL.
 fn make_parent_private(rootfs: &Path) -> Result<()> {
     let text = crate::mountinfo::read_own()?;
     let all = cgroup::parse_mountinfo(&text);
-    let parent = rootfs.parent().unwrap_or(Path::new("/"));
-    if let Some(m) = cgroup::containing_mount(&all, parent) {
+    if let Some(m) = cgroup::containing_mount(&all, rootfs) {
         if m.optional.split(' ').any(|f| f.starts_with("shared:")) {
             let mp = CString::new(m.mount_point.as_bytes())
                 .map_err(|_| Error::msg("NUL in mount point"))?;
