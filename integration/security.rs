@@ -1042,8 +1042,28 @@ fn created_init_is_not_inspectable() {
 /// still a copy of the runtime; a second exec attacks it through /proc.
 #[test]
 fn exec_child_is_not_inspectable() {
+    held_exec_child_attack(false);
+}
+
+/// With CAP_SYS_PTRACE the container does reach the held exec child's /proc files: its root
+/// and cwd must be the container's, it must hold no host fd, and its exe must not be writable.
+#[test]
+fn exec_child_gives_a_ptrace_capable_container_nothing_of_the_host() {
+    held_exec_child_attack(true);
+}
+
+fn held_exec_child_attack(ptrace: bool) {
     skiff_only!("needs a working NOTIFY hand-over, which runc 1.1.5 lacks here");
-    let mut c = Ctx::new("sec_execchild");
+    let mut c = Ctx::new(if ptrace {
+        "sec_execchild_pt"
+    } else {
+        "sec_execchild"
+    });
+    let marker = c.path("host-only-marker");
+    fs::write(&marker, "").unwrap();
+    if ptrace {
+        add_ptrace(&mut c);
+    }
     let before = digest(&runtime());
     let sock = c.path("agent.sock");
     // Hold the first execve seen on the second listener (the first exec's).
@@ -1080,19 +1100,40 @@ fn exec_child_is_not_inspectable() {
     assert_eq!(held.nr as libc::c_long, libc::SYS_execve);
     let nspid = proc_status(&held.pid.to_string(), "NSpid").expect("NSpid of the exec child");
     let inner = nspid.split(' ').next_back().unwrap().to_string();
-    let attack = c.rt(&[
-        "exec",
-        &c.id,
-        "sh",
-        "-c",
-        &format!("P={inner}; {EXE_ATTACK}"),
-    ]);
+    let script = if ptrace {
+        format!("P={inner}; {EXE_ATTACK}; {}", scan_script(&marker))
+    } else {
+        format!("P={inner}; {EXE_ATTACK}")
+    };
+    let attack = c.rt(&["exec", &c.id, "sh", "-c", &script]);
     agent.release();
     let st = wait_for(Duration::from_secs(20), "the victim exec", || {
         victim.try_wait().unwrap()
     });
     attack.ok();
-    assert_all_denied(&attack.stdout);
+    if ptrace {
+        let out = &attack.stdout;
+        assert!(
+            out.contains("write-denied") && out.contains("scan-done"),
+            "{out}"
+        );
+        let found: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                l.starts_with("host-root") || l.starts_with("dir-fd") || l.starts_with("path-fd")
+            })
+            .collect();
+        assert!(
+            found.is_empty(),
+            "the exec child exposes the host: {found:?}"
+        );
+        assert!(
+            out.contains("cwd-ok") || out.contains("cwd-denied"),
+            "{out}"
+        );
+    } else {
+        assert_all_denied(&attack.stdout);
+    }
     assert!(
         st.success(),
         "victim exec: {}",
@@ -1499,6 +1540,126 @@ fn no_caller_fd_reaches_the_container() {
     out.ok();
     assert_eq!(out.lines()[0].trim(), "0 1 2 3", "{out:?}");
     assert_eq!(out.lines()[1], "/", "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A container with CAP_SYS_PTRACE (a common --cap-add): the runtime's processes that it can see
+// are reachable through /proc/PID/{root,cwd,fd,exe} despite being non-dumpable, so they must
+// hold nothing of the host's.
+
+/// Give the container CAP_SYS_PTRACE on top of the base capabilities.
+fn add_ptrace(c: &mut Ctx) {
+    for set in ["bounding", "effective", "permitted"] {
+        let list = c.spec["process"]["capabilities"][set]
+            .as_array_mut()
+            .expect("capability list");
+        list.push(json!("CAP_SYS_PTRACE"));
+    }
+}
+
+/// Lists, for every process in the pid namespace but the shell's own, its fds that are
+/// directories or name a path (`dir-fd P N TARGET`, `path-fd P N TARGET`), and its root when it
+/// shows the marker file only the host's root has (`host-root P`). Ends with `scan-done`.
+fn scan_script(marker: &Path) -> String {
+    format!(
+        "for p in $(ls /proc | grep -E '^[0-9]+$'); do [ $p = $$ ] && continue; \
+           [ -e /proc/$p/root{marker} ] && echo host-root $p; \
+           for f in /proc/$p/fd/*; do n=${{f##*/}}; [ $n -lt 3 ] && continue; \
+             t=$(readlink $f 2>/dev/null) || continue; \
+             [ -d $f ] && echo dir-fd $p $n $t; \
+             case $t in /*) echo path-fd $p $n $t;; esac; done; done; echo scan-done",
+        marker = marker.display()
+    )
+}
+
+#[test]
+fn created_init_holds_no_host_fd() {
+    let mut c = Ctx::new("sec_created_fds");
+    let marker = c.path("host-only-marker");
+    fs::write(&marker, "").unwrap();
+    c.write_spec();
+    c.track(&c.id.clone());
+    // The caller hands create fds it did not mean for the container.
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let pid_file = c.pid_file(&c.id);
+    let mut cmd = c.command(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &c.id.clone(),
+    ]);
+    leak_fd(&mut cmd, "/sys/fs/cgroup", 7);
+    leak_fd(&mut cmd, "/", 12);
+    c.exec_cmd(cmd, &c.out_file(&c.id), &c.err_file(&c.id)).ok();
+    let init = c.read_pid_file(&c.id).expect("pid file");
+    c.track_pid(init);
+    // Another container in the created one's pid namespace, with CAP_SYS_PTRACE.
+    let other = c.new_id();
+    c.set_namespace("pid", Some(&format!("/proc/{init}/ns/pid")));
+    add_ptrace(&mut c);
+    c.sh_args(&scan_script(&marker));
+    let out = c.run_id(&other, &[]);
+    out.ok();
+    assert!(out.stdout.contains("scan-done"), "{out:?}");
+    // runc's created init keeps an O_PATH fd of its exec.fifo (a file in the state dir, not
+    // a directory): only skiff is held to "no host path at all".
+    let found: Vec<&str> = out
+        .lines()
+        .into_iter()
+        .filter(|l| !l.starts_with("scan-done") && (is_skiff() || !l.starts_with("path-fd")))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "the created init exposes the host: {found:?}"
+    );
+    assert_eq!(c.status(&c.id), "created");
+}
+
+/// An exec into a paused container (`--ignore-paused`) is frozen the moment it joins the
+/// container's cgroups. If that happened while it stood in the container's pid namespace but
+/// still in the host's mount namespace, a container sharing that pid namespace with
+/// CAP_SYS_PTRACE would read and write the host's root through /proc/PID/root.
+#[test]
+fn exec_never_shows_the_host_root_or_fds() {
+    let mut c = Ctx::new("sec_exec_root");
+    let marker = c.path("host-only-marker");
+    fs::write(&marker, "").unwrap();
+    c.set_args(&["sleep", "1000"]);
+    let init = c.create_ok();
+    c.start().ok();
+    c.rt(&["pause", &c.id]).ok();
+    let (o, e) = (c.path("exec.out"), c.path("exec.err"));
+    let mut exec = c
+        .command(&["exec", "--ignore-paused", &c.id, "true"])
+        .stdout(File::create(&o).unwrap())
+        .stderr(File::create(&e).unwrap())
+        .spawn()
+        .unwrap();
+    // Give the exec time to reach the freezer.
+    std::thread::sleep(Duration::from_millis(500));
+    let other = c.new_id();
+    c.set_namespace("pid", Some(&format!("/proc/{init}/ns/pid")));
+    add_ptrace(&mut c);
+    c.sh_args(&scan_script(&marker));
+    let out = c.run_id(&other, &[]);
+    c.rt(&["resume", &c.id]).ok();
+    let st = wait_for(Duration::from_secs(20), "the exec", || {
+        exec.try_wait().unwrap()
+    });
+    out.ok();
+    assert!(out.stdout.contains("scan-done"), "{out:?}");
+    let found: Vec<&str> = out
+        .lines()
+        .into_iter()
+        .filter(|l| !l.starts_with("scan-done"))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "a process in the container's pid namespace exposes the host: {found:?}"
+    );
+    assert!(st.success(), "exec: {}", fs::read_to_string(&e).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -229,7 +229,6 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
             host_mountinfo: &host_mountinfo,
             join_cgroup: self_join.then_some(&cgroup),
             unshare_network,
-            close_fds: &[lock.raw_fd(), parent_end.raw_fd()],
         }),
         other => other,
     };

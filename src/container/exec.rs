@@ -132,17 +132,14 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         .or_else(|| pair.as_ref().map(|(_, theirs)| theirs.as_raw_fd()));
 
     let (parent_end, child_end) = Channel::pair()?;
-
-    let own_pid_ns = if ns_flags & libc::CLONE_NEWPID != 0 {
-        let own = std::fs::File::open("/proc/self/ns/pid")
-            .map_err(|e| Error::io("open", "/proc/self/ns/pid", e))?;
-        setns_pidfd(init_pidfd.as_fd(), libc::CLONE_NEWPID, "pid namespace")?;
-        Some(own)
-    } else {
-        None
-    };
-    // The process joins the container's cgroups before it runs anything:
-    // born there on v2, moved by us on v1 while it waits for the go-ahead.
+    // The process must never be visible to the container while it still stands in the host's
+    // mount namespace (its /proc/PID/root would be the host's root for a container with
+    // CAP_SYS_PTRACE). With a pid namespace of the container's, an intermediate in the host's
+    // pid namespace joins every namespace at once and forks the process, which is born inside
+    // with the container's root and cwd.
+    let via_intermediate = ns_flags & libc::CLONE_NEWPID != 0;
+    // The process joins the container's cgroups before it runs anything: born there on v2,
+    // moving itself into v1 hierarchies while it waits for the go-ahead.
     let v2_dir = match &st.cgroup {
         Some(cg) => cg.v2_dir_fd()?,
         None => None,
@@ -155,51 +152,52 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         // SAFETY: as above.
         forked = unsafe { spawn::clone_fork(0, None) };
     }
-    let forked = forked?;
-    let (pid, pidfd) = match forked {
-        Forked::Child => {
-            // The child's copies: with the parent's end of the channel open here, a parent
-            // killed during the setup would leave the child waiting for a message forever,
-            // and with the lock, `delete --force` waiting for the child (found by
-            // hack/stress.sh crash). Closing a copy releases neither for the parent.
-            drop(parent_end);
-            drop(lock);
-            child_main(
-                &child_end,
-                init_pidfd.as_fd(),
-                ns_flags & !libc::CLONE_NEWPID,
-                &plan,
-                console_for_child,
-                st.cgroup.as_ref(),
-            )
-        }
+    let (first_pid, first_pidfd) = match forked? {
+        Forked::Child => child_main(ChildArgs {
+            channel: &child_end,
+            init_pidfd: init_pidfd.as_fd(),
+            ns_flags,
+            via_intermediate,
+            plan: &plan,
+            console: console_for_child,
+            join_cgroup: st.cgroup.as_ref(),
+        }),
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    if let Some(own) = &own_pid_ns {
-        // SAFETY: setns back into our own pid namespace (for future children).
-        if unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) } < 0 {
-            return Err(Error::sys("setns back to own pid namespace", Errno::last()));
-        }
-    }
     drop(child_end);
     let ours = pair.map(|(ours, theirs)| {
         drop(theirs);
         ours
     });
     drop(console_socket);
-    let pidfd = match pidfd {
+    let first_pidfd = match first_pidfd {
         Some(fd) => fd,
-        None => spawn::pidfd_open(pid)?,
+        None => spawn::pidfd_open(first_pid)?,
     };
+    // The process (pid, pidfd) once known; until then the first child is it.
+    let mut process: Option<(i32, OwnedFd)> = None;
     let outcome = (|| -> Result<()> {
         if let Some(cg) = &st.cgroup {
             // The child moves itself into the v1 hierarchies (cheaper, see
             // CgroupHandle::join_self_v1); v2 needs us unless it was born there.
             if !placed_into_v2 {
-                cg.add_pid_v2(pid)?;
+                cg.add_pid_v2(first_pid)?;
             }
         }
         parent_end.send(&ToInit::Proceed { state_json: None })?;
+        if via_intermediate {
+            match parent_end.recv::<ToParent>()? {
+                Some(ToParent::InitPid(real)) => {
+                    // Our child (CLONE_PARENT), not reaped yet: its pid cannot be reused.
+                    process = Some((real, spawn::pidfd_open(real)?));
+                    let _ = spawn::wait_exit_code(first_pid);
+                }
+                other => return Err(child_failed(other, first_pid)),
+            }
+            // The process waits for this: until now we did not know its pid.
+            parent_end.send(&ToInit::Proceed { state_json: None })?;
+        }
+        let pid = process.as_ref().map_or(first_pid, |(p, _)| *p);
         loop {
             match parent_end.recv::<ToParent>()? {
                 Some(ToParent::Ready) => break,
@@ -225,9 +223,18 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
             other => Err(child_failed(other, pid)),
         }
     })();
+    let (pid, pidfd) = match process {
+        Some(p) => p,
+        None => (first_pid, first_pidfd),
+    };
     if let Err(e) = outcome {
         let _ = spawn::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
         let _ = spawn::wait_exit_code(pid);
+        if pid != first_pid {
+            // SAFETY: the intermediate is our child, not reaped yet (a failure before InitPid).
+            unsafe { libc::kill(first_pid, libc::SIGKILL) };
+            let _ = spawn::wait_exit_code(first_pid);
+        }
         return Err(e);
     }
     // The process runs the user's program: from here on it is one of the container's, frozen
@@ -260,50 +267,82 @@ fn child_failed(msg: Option<ToParent>, pid: i32) -> Error {
     }
 }
 
-fn child_main(
-    channel: &Channel,
-    init_pidfd: BorrowedFd<'_>,
+struct ChildArgs<'a> {
+    channel: &'a Channel,
+    init_pidfd: BorrowedFd<'a>,
+    /// The container's namespaces that are not ours.
     ns_flags: libc::c_int,
-    plan: &crate::container::plan::ProcessPlan,
+    /// Join them in an intermediate that forks the process (see `exec`).
+    via_intermediate: bool,
+    plan: &'a crate::container::plan::ProcessPlan,
     console: Option<RawFd>,
-    join_cgroup: Option<&crate::cgroups::CgroupHandle>,
-) -> ! {
+    join_cgroup: Option<&'a crate::cgroups::CgroupHandle>,
+}
+
+/// The first child of `exec`: the process itself, or the intermediate that forks it.
+fn child_main(a: ChildArgs<'_>) -> ! {
     crate::container::init::forbid_inspection();
     let result = (|| -> Result<std::convert::Infallible> {
+        // Nothing of the runtime's or the caller's beyond the process's stdio and preserved
+        // fds: the state lock (a host directory), the parent's channel end, cgroup fds.
+        let mut keep = vec![a.channel.raw_fd(), a.init_pidfd.as_raw_fd()];
+        keep.extend(a.console);
+        crate::spawn::close_fds_from(3 + a.plan.extra_fds as RawFd, &keep)?;
         // execCPUAffinity.initial applies before the process joins the container.
-        if let Some(aff) = &plan.affinity {
+        if let Some(aff) = &a.plan.affinity {
             crate::sched::apply_initial_affinity(aff, 0)?;
         }
         crate::spawn::reset_signals();
         // Still in the host's namespaces: join the container's v1 cgroups.
-        if let Some(cg) = join_cgroup {
+        if let Some(cg) = a.join_cgroup {
             cg.join_self_v1()?;
         }
-        match channel.recv::<ToInit>()? {
-            Some(ToInit::Proceed { .. }) => {}
-            // SAFETY: the parent is gone; leave quietly.
-            _ => unsafe { libc::_exit(255) },
+        wait_for_go_ahead(a.channel);
+        // All at once, in the kernel's order (user first): root and cwd become the
+        // container's in the same step as the pid namespace for children.
+        setns_pidfd(a.init_pidfd, a.ns_flags, "into the container's namespaces")?;
+        // SAFETY: closing our copy of the init's pidfd; nothing uses it after the setns.
+        unsafe { libc::close(a.init_pidfd.as_raw_fd()) };
+        if a.via_intermediate {
+            // SAFETY: single-threaded; the child continues below, the parent sends and exits.
+            match unsafe { spawn::clone_fork(libc::CLONE_PARENT as u64, None) }? {
+                Forked::Child => wait_for_go_ahead(a.channel),
+                Forked::Parent { pid, .. } => {
+                    let _ = a.channel.send(&ToParent::InitPid(pid));
+                    // SAFETY: leave the forked intermediate without running destructors.
+                    unsafe { libc::_exit(0) }
+                }
+            }
         }
-        setns_pidfd(init_pidfd, ns_flags, "into the container's namespaces")?;
-        if let Some(fd) = console {
+        crate::container::init::forbid_inspection();
+        if let Some(fd) = a.console {
             // SAFETY: the fd stays open in this process until we close it below.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-            crate::console::setup_console(sock, plan.console_size, false)
+            crate::console::setup_console(sock, a.plan.console_size, false)
                 .context("set up the console")?;
             // SAFETY: closing our own copy after use.
             unsafe { libc::close(fd) };
         }
-        let prepared = prepare_process(plan, channel)?;
-        channel.send(&ToParent::Ready)?;
-        Err(final_exec(plan, &prepared))
+        let prepared = prepare_process(a.plan, a.channel)?;
+        a.channel.send(&ToParent::Ready)?;
+        Err(final_exec(a.plan, &prepared))
     })();
     let err = match result {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = channel.send(&ToParent::Failed(err.to_string()));
+    let _ = a.channel.send(&ToParent::Failed(err.to_string()));
     // SAFETY: leave the forked child without running the parent's destructors.
     unsafe { libc::_exit(255) }
+}
+
+/// Wait for the parent's Proceed; leave quietly when it is gone.
+fn wait_for_go_ahead(channel: &Channel) {
+    match channel.recv::<ToInit>() {
+        Ok(Some(ToInit::Proceed { .. })) => {}
+        // SAFETY: the parent is gone; leave without running destructors.
+        _ => unsafe { libc::_exit(255) },
+    }
 }
 
 /// `exec CMD ARGS` by hand: the container's own process config with the

@@ -46,17 +46,11 @@ pub struct InitArgs<'a> {
     pub host_mountinfo: &'a str,
     /// Idmapped mounts the parent prepared (detached), attached by the init.
     pub idmapped: &'a crate::rootfs::IdmappedMounts,
-    /// fds of the parent's that the init must close at once (the state lock).
-    pub close_fds: &'a [RawFd],
 }
 
 /// Never returns: the init either execs the user process or exits.
 pub fn run(args: InitArgs<'_>) -> ! {
-    for fd in args.close_fds {
-        // SAFETY: closing our copy of the parent's fds; nothing in the init uses them.
-        unsafe { libc::close(*fd) };
-    }
-    let err = match setup_and_wait(&args) {
+    let err = match close_foreign_fds(&args).and_then(|()| setup_and_wait(&args)) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -64,6 +58,19 @@ pub fn run(args: InitArgs<'_>) -> ! {
     // SAFETY: _exit skips the parent's atexit handlers and destructors, which
     // must not run twice (we are a fork of it).
     unsafe { libc::_exit(1) }
+}
+
+/// The init holds nothing of the runtime's or the caller's beyond the container's stdio and
+/// preserved fds, and what its own setup still needs (the channel, the start socket, the
+/// console socket, namespaces to join, id-mapped trees to attach): no state directory, lock
+/// or cgroup fd that a process of the container (with CAP_SYS_PTRACE, through /proc/PID/fd)
+/// could use to reach the host's tree while the container is `created`.
+fn close_foreign_fds(a: &InitArgs<'_>) -> Result<()> {
+    let mut keep = vec![a.channel.raw_fd(), a.start_listener];
+    keep.extend(a.console);
+    keep.extend(a.ns_files.iter().map(|n| n.fd.as_raw_fd()));
+    keep.extend(a.idmapped.raw_fds());
+    crate::spawn::close_fds_from(3 + a.plan.process.extra_fds as RawFd, &keep)
 }
 
 fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
@@ -104,6 +111,11 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         }
         namespaces::join(ns)?;
     }
+    for ns in a.ns_files {
+        // SAFETY: our copy of a namespace file the parent opened; joined, no longer used
+        // here (this forked child never drops the parent's objects).
+        unsafe { libc::close(ns.fd.as_raw_fd()) };
+    }
     namespaces::unshare(plan.namespaces.unshare_flags_after_join())?;
     if plan.namespaces.cgroup == Disposition::New {
         namespaces::unshare(libc::CLONE_NEWCGROUP as u64).context("cgroup namespace")?;
@@ -139,6 +151,10 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         _ => Some(a.host_mountinfo),
     };
     rootfs::prepare_with(&plan.rootfs, a.idmapped, host_mountinfo)?;
+    for fd in a.idmapped.raw_fds() {
+        // SAFETY: our copies of the trees the parent prepared, attached above.
+        unsafe { libc::close(fd) };
+    }
 
     if plan.has_runtime_hooks() {
         a.channel.send(&ToParent::RuntimeHooks)?;

@@ -119,6 +119,12 @@ impl IdmappedMounts {
     }
 
     /// The prepared tree of `mounts[index]`.
+    /// The fds of the prepared trees (a child keeps them until it has attached them).
+    pub fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.trees.iter().map(|(_, fd)| fd.as_raw_fd()).collect()
+    }
+
     pub fn tree(&self, index: usize) -> Option<BorrowedFd<'_>> {
         self.trees
             .iter()
