@@ -196,6 +196,72 @@ fn rootless_state_lives_under_xdg_runtime_dir_and_delete_leaves_nothing() {
     r.c.assert_clean();
 }
 
+/// What a user does with a rootless container after `run -d`: exec (as runc allows), ps,
+/// kill, pause (refused with a clear error where the user has no cgroup), delete.
+#[test]
+fn rootless_exec_ps_pause_kill_delete() {
+    skiff_only!("the rootless state location and setup are skiff's");
+    let r = Rootless::new("rl_exec");
+    let mut r = r;
+    r.c.set_args(&["sleep", "60"]);
+    r.c.write_spec();
+    let id = r.c.id.clone();
+    r.c.track(id.as_str());
+    let bundle = r.c.bundle.to_str().unwrap().to_string();
+    r.run_as(&["run", "-d", "--bundle", &bundle, &id]).ok();
+    let st: Value = serde_json::from_str(&r.run_as(&["state", &id]).stdout).unwrap();
+    r.c.track_pid(st["pid"].as_i64().unwrap() as i32);
+    let out = r.run_as(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; echo $$",
+    ]);
+    out.ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "0", "{out:?}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", r.uid.to_string().as_str(), "1"],
+        "{out:?}"
+    );
+    assert!(lines[2].parse::<i32>().unwrap() > 1, "{out:?}");
+    let out = r.run_as(&["ps", "--format", "json", &id]);
+    out.ok();
+    let pids: Vec<i32> = serde_json::from_str(&out.stdout).unwrap_or_default();
+    assert!(
+        pids.contains(&(st["pid"].as_i64().unwrap() as i32)),
+        "{out:?}"
+    );
+    let paused = r.run_as(&["pause", &id]);
+    if paused.code == 0 {
+        assert_eq!(
+            serde_json::from_str::<Value>(&r.run_as(&["state", &id]).stdout).unwrap()["status"],
+            "paused"
+        );
+        r.run_as(&["resume", &id]).ok();
+    } else {
+        assert!(
+            paused.stderr.contains("cgroup"),
+            "pause refused without saying why: {paused:?}"
+        );
+    }
+    r.run_as(&["kill", &id, "KILL"]).ok();
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "container to stop",
+        || {
+            r.run_as(&["state", &id])
+                .stdout
+                .contains("\"stopped\"")
+                .then_some(())
+        },
+    );
+    r.run_as(&["delete", &id]).ok();
+    r.c.assert_clean();
+}
+
 #[test]
 fn rootless_sub_id_ranges_through_newuidmap() {
     skiff_only!("uses skiff's rootless defaults");

@@ -12,9 +12,12 @@ use crate::error::{Error, Result};
 use crate::state::{ContainerState, Status, Store};
 
 fn cgroup_of(st: &ContainerState) -> Result<&CgroupHandle> {
-    st.cgroup
-        .as_ref()
-        .ok_or_else(|| Error::msg(format!("container {} has no cgroup", st.id)))
+    st.cgroup.as_ref().ok_or_else(|| {
+        Error::msg(format!(
+            "container {} has no cgroup (rootless, and the host delegates none to this user)",
+            st.id
+        ))
+    })
 }
 
 pub fn pause(store: &Store, id: &str) -> Result<()> {
@@ -53,9 +56,42 @@ pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>> {
     if store.status(&st) == Status::Stopped {
         return Ok(Vec::new());
     }
-    let mut pids = cgroup_of(&st)?.pids()?;
+    let mut pids = match &st.cgroup {
+        Some(cg) => cg.pids()?,
+        // Rootless without a cgroup: with a pid namespace of its own, the container is every
+        // process in it.
+        None if st.own_pid_ns => pid_namespace_members(st.pid)?,
+        None => return cgroup_of(&st).map(|_| Vec::new()),
+    };
     pids.sort_unstable();
     Ok(pids)
+}
+
+/// Host pids of the processes in the pid namespace of `pid`.
+fn pid_namespace_members(pid: i32) -> Result<Vec<i32>> {
+    use std::os::unix::fs::MetadataExt;
+    let ns_of =
+        |p: &str| std::fs::metadata(format!("/proc/{p}/ns/pid")).map(|m| (m.dev(), m.ino()));
+    let target =
+        ns_of(&pid.to_string()).map_err(|e| Error::io("stat", format!("/proc/{pid}/ns/pid"), e))?;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").map_err(|e| Error::io("read dir", "/proc", e))? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(p) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        // Processes of other users are not ours to see; gone ones are gone.
+        if ns_of(p).is_ok_and(|ns| ns == target) {
+            if let Ok(n) = p.parse() {
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn stats_event(id: &str, cg: &CgroupHandle) -> Result<serde_json::Value> {
