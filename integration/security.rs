@@ -1662,6 +1662,72 @@ fn exec_never_shows_the_host_root_or_fds() {
     assert!(st.success(), "exec: {}", fs::read_to_string(&e).unwrap());
 }
 
+/// A read-only bind whose destination lies in a directory shared with someone hostile (here a
+/// thread of the test, standing for another container on the same volume), who keeps
+/// swapping an ancestor of the destination with a symlink to a decoy mount. Wherever the bind
+/// lands, it must be read-only: its flags belong to the mount, not to a path looked up again.
+#[test]
+fn ro_bind_stays_read_only_when_its_path_is_swapped() {
+    let mut c = Ctx::new("sec_ro_swap");
+    let (shared, decoy, ro_src) = (c.path("shared"), c.path("decoy"), c.path("ro-src"));
+    for d in [&shared, &decoy, &ro_src] {
+        fs::create_dir_all(d).unwrap();
+    }
+    fs::create_dir_all(shared.join("a/ro")).unwrap();
+    fs::write(ro_src.join("r-marker"), "").unwrap();
+    symlink("/", shared.join("a-link")).unwrap();
+    let bind = |src: &Path, dst: &str, opts: &[&str]| json!({"destination": dst, "type": "bind", "source": src.to_str().unwrap(), "options": opts});
+    c.add_mount(bind(&shared, "/shared", &["rbind", "rw"]));
+    c.add_mount(bind(&decoy, "/ro", &["rbind", "rw"]));
+    c.add_mount(bind(&ro_src, "/shared/a/ro", &["rbind", "ro"]));
+    // Wherever the read-only source shows up, try to write into it.
+    c.sh_args("for d in /shared/a/ro /ro /shared/a-link/ro; do [ -e $d/r-marker ] && touch $d/written 2>/dev/null; done; true");
+    c.write_spec();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, shared) = (stop.clone(), shared.clone());
+        std::thread::spawn(move || {
+            let (a, b) = (
+                std::ffi::CString::new(shared.join("a").as_os_str().as_encoded_bytes()).unwrap(),
+                std::ffi::CString::new(shared.join("a-link").as_os_str().as_encoded_bytes())
+                    .unwrap(),
+            );
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: renameat2 with two NUL-terminated paths.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+            }
+        })
+    };
+    let (mut writable, mut failed) = (0, 0);
+    for _ in 0..150 {
+        let id = c.new_id();
+        let out = c.run_id(&id, &[]);
+        if out.code != 0 {
+            failed += 1; // the swap may make a create fail: that is allowed
+        }
+        if ro_src.join("written").exists() {
+            writable += 1;
+            let _ = fs::remove_file(ro_src.join("written"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!("150 creates: {writable} got the read-only bind writable, {failed} failed");
+    assert_eq!(
+        writable, 0,
+        "the read-only bind was writable in {writable} of 150 containers"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Symlinks in the rootfs
 

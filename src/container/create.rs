@@ -173,7 +173,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // From here on, a create killed at any point leaves a state from which
     // `delete --force` finds the cgroups (and so every process) to remove.
     store.save(&st)?;
-    let idmapped = crate::rootfs::IdmappedMounts::prepare(&plan.rootfs)?;
+    // Bind sources are opened here, as the runtime, unless the container's mount namespace
+    // is joined by path (its sources are looked up there) or we may not mount (rootless).
+    let binds_here = !opts.rootless && !matches!(plan.namespaces.mount, Disposition::Join(_));
+    let idmapped = crate::rootfs::DetachedMounts::prepare(&plan.rootfs, binds_here)?;
     let limits = HostLimits::probe_for(&plan.cgroup.resources)?;
     // Where the init moves itself into v1 hierarchies (no user namespace,
     // not rootless), it is cloned before they exist: while we make them (a

@@ -45,7 +45,7 @@ pub struct InitArgs<'a> {
     /// The host's mount table as the parent read it (see `rootfs::prepare_with`).
     pub host_mountinfo: &'a str,
     /// Idmapped mounts the parent prepared (detached), attached by the init.
-    pub idmapped: &'a crate::rootfs::IdmappedMounts,
+    pub idmapped: &'a crate::rootfs::DetachedMounts,
 }
 
 /// Never returns: the init either execs the user process or exits.

@@ -42,18 +42,37 @@ use super::options::MS_REC;
 use super::RootfsPlan;
 use crate::error::{Context, Error, Result};
 
-/// Detached id-mapped trees, by mount index. Dropping it closes the fds; a
-/// tree that was never attached then disappears.
+/// Detached bind trees the runtime process made, by mount index: every id-mapped bind, and,
+/// where the runtime may mount, every other bind too. Dropping it closes the fds; a tree that
+/// was never attached then disappears.
+///
+/// Plain binds are made here for what runc does the same way: their sources are opened by
+/// the runtime, as host root in the host's mount namespace, before the container's init enters
+/// a user namespace that could not reach them (a source only host root can traverse).
 #[derive(Debug, Default)]
-pub struct IdmappedMounts {
+pub struct DetachedMounts {
     trees: Vec<(usize, OwnedFd)>,
 }
 
-impl IdmappedMounts {
-    /// Make the id-mapped mounts of `plan`. Runs in the runtime process
-    /// (root), before the init is cloned. Cheap when there are none.
-    pub fn prepare(plan: &RootfsPlan) -> Result<IdmappedMounts> {
-        let mut out = IdmappedMounts::default();
+impl DetachedMounts {
+    /// Make the detached mounts of `plan`: the id-mapped ones always, the other binds too
+    /// with `binds` (the runtime is privileged and the container's mount namespace is a copy
+    /// of ours, not one joined by path, where sources would be looked up instead). Runs in the
+    /// runtime process, before the init is cloned. Cheap when there are none.
+    pub fn prepare(plan: &RootfsPlan, binds: bool) -> Result<DetachedMounts> {
+        let mut out = DetachedMounts::default();
+        if binds {
+            for m in plan.mounts.iter().filter(|m| m.idmap.is_none()) {
+                if let MountKind::Bind { source } = &m.kind {
+                    let shown =
+                        std::path::Path::new(std::ffi::OsStr::from_bytes(source.as_bytes()));
+                    let tree = super::mounts::bind_tree(source, m.flags & MS_REC != 0)
+                        .map_err(|e| Error::sys_path("bind mount (open_tree)", shown, e))
+                        .with_context(|| format!("mounts[{}] ({})", m.index, m.label))?;
+                    out.trees.push((m.index, tree));
+                }
+            }
+        }
         // (uid_map, gid_map) -> user namespace fd
         let mut namespaces: Vec<((String, String), OwnedFd)> = Vec::new();
         let mut joined: Option<OwnedFd> = None;

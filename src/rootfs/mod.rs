@@ -60,7 +60,7 @@ pub mod procfs;
 
 pub use paths::openat2;
 
-pub use idmap::{idmap_supported, IdmappedMounts};
+pub use idmap::{idmap_supported, DetachedMounts};
 
 /// Whether every option in `opts` is one skiff knows (none of them goes to
 /// the filesystem as data); errors as for a mount's options.
@@ -296,16 +296,16 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
 /// Step 1: propagation of "/", the rootfs self-bind, `mounts`, /dev.
 /// For a plan without id-mapped mounts.
 pub fn prepare(plan: &RootfsPlan) -> Result<()> {
-    prepare_with(plan, &IdmappedMounts::default(), None)
+    prepare_with(plan, &DetachedMounts::default(), None)
 }
 
 /// Step 1 with the id-mapped mounts the runtime process prepared before
-/// the init was cloned ([`IdmappedMounts::prepare`]), and the host's mount
+/// the init was cloned ([`DetachedMounts::prepare`]), and the host's mount
 /// table as that process read it (`/proc/self/mountinfo`), where the cgroup
 /// mount finds the host's hierarchies; `None`: read it here.
 pub fn prepare_with(
     plan: &RootfsPlan,
-    idmapped: &IdmappedMounts,
+    idmapped: &DetachedMounts,
     host_mountinfo: Option<&str>,
 ) -> Result<()> {
     sys_mount(None, c"/", None, plan.root_propagation, None)
@@ -339,16 +339,14 @@ pub fn prepare_with(
 
     let rootfs = plan.rootfs_c.as_bytes();
     for m in &plan.mounts {
-        match (&m.idmap, idmapped.tree(m.index)) {
-            (None, _) => mounts::mount(root.as_fd(), rootfs, m, host_mountinfo)?,
-            (Some(_), Some(tree)) => mounts::mount_detached(root.as_fd(), rootfs, m, tree)?,
-            (Some(_), None) => {
-                return Err(Error::msg(format!(
-                    "mounts[{}] ({}): the id-mapped mount was not prepared",
-                    m.index, m.label
-                )))
-            }
+        let prepared = idmapped.tree(m.index);
+        if m.idmap.is_some() && prepared.is_none() {
+            return Err(Error::msg(format!(
+                "mounts[{}] ({}): the id-mapped mount was not prepared",
+                m.index, m.label
+            )));
         }
+        mounts::mount(root.as_fd(), rootfs, m, prepared, host_mountinfo)?;
     }
     if plan.setup_dev {
         let mut parents = devices::ParentDirs::default();

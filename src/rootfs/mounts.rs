@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use oci_spec::runtime::Mount;
 
 use super::cgroup::{self, Layout};
+use super::newmount::{self, MountAttr, OPEN_TREE_CLONE};
 use super::options::{self, *};
 use super::paths::{self, ContainerPath, Kind, ProcFd};
 use crate::error::{Context, Error, Result};
@@ -264,65 +265,82 @@ pub fn remount_keep_locked(target: &CStr, flags: u64) -> std::result::Result<(),
     }
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-fn setattr_recursive(fd: BorrowedFd<'_>, rec: RecAttr) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let attr = MountAttr {
-        attr_set: rec.set,
-        attr_clr: rec.clr,
+/// The mount_setattr(2) attributes that make a mount's per-mount flags exactly `flags` (MS_*
+/// bits), as a bind remount (MS_BIND|MS_REMOUNT) does: flags not given are cleared, the atime
+/// mode defaults to relatime.
+pub fn replace_attrs(flags: u64) -> MountAttr {
+    let mut set = 0;
+    for (ms, attr) in [
+        (MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MS_NODEV, MOUNT_ATTR_NODEV),
+        (MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+        (MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
+        (MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW),
+    ] {
+        if flags & ms != 0 {
+            set |= attr;
+        }
+    }
+    set |= if flags & MS_NOATIME != 0 {
+        MOUNT_ATTR_NOATIME
+    } else if flags & MS_STRICTATIME != 0 {
+        MOUNT_ATTR_STRICTATIME
+    } else {
+        MOUNT_ATTR_RELATIME
+    };
+    let settable = MOUNT_ATTR_RDONLY
+        | MOUNT_ATTR_NOSUID
+        | MOUNT_ATTR_NODEV
+        | MOUNT_ATTR_NOEXEC
+        | MOUNT_ATTR_NODIRATIME
+        | MOUNT_ATTR_NOSYMFOLLOW;
+    MountAttr {
+        attr_set: set,
+        attr_clr: (settable & !set) | MOUNT_ATTR__ATIME,
         propagation: 0,
         userns_fd: 0,
-    };
-    // SAFETY: `attr` is a valid mount_attr of the size passed, the empty
-    // path is NUL-terminated, `fd` is open for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(Error::sys("mount_setattr", Errno::last()));
     }
-    Ok(())
 }
 
-/// Everything after the first mount(2): remount flags (binds), propagation,
-/// recursive attributes. They act on the new mount, so the destination is
-/// resolved again: the fd opened before mounting names what lies beneath.
-fn after_mount(
-    root: BorrowedFd<'_>,
-    dest: &ContainerPath,
-    remount: u64,
-    propagation: &[u64],
-    rec: RecAttr,
-) -> Result<()> {
-    if remount == 0 && propagation.is_empty() && rec.is_empty() {
-        return Ok(());
+/// Give the mount `fd` names exactly the per-mount flags `flags`, on the fd (never by path: a
+/// path can be swapped under us in a directory the container shares). In a user namespace
+/// the kernel refuses to drop flags that a more privileged namespace locked; retry once
+/// keeping those.
+fn set_flags_keep_locked(fd: BorrowedFd<'_>, flags: u64) -> std::result::Result<(), Errno> {
+    match newmount::setattr(fd, false, &replace_attrs(flags)) {
+        Err(Errno::EPERM) => {
+            let st = nix::sys::statvfs::fstatvfs(fd).map_err(|_| Errno::EPERM)?;
+            let retry = merge_locked(flags, locked_flags_from_statvfs(st.flags().bits()));
+            if retry == flags {
+                return Err(Errno::EPERM);
+            }
+            newmount::setattr(fd, false, &replace_attrs(retry))
+        }
+        r => r,
     }
-    let fd = paths::open_in_root(root, &dest.rel, libc::O_PATH)
-        .map_err(|e| Error::sys_path("open", dest.as_path(), e))?;
-    let t = ProcFd::new(fd.as_fd());
-    if remount != 0 {
-        remount_keep_locked(t.as_cstr(), remount).map_err(|e| Error::sys("remount", e))?;
-    }
+}
+
+/// Propagation changes and recursive attributes of a mount, on its fd.
+fn settle(fd: BorrowedFd<'_>, propagation: &[u64], rec: RecAttr) -> Result<()> {
     for &p in propagation {
-        sys_mount(None, t.as_cstr(), None, p, None)
-            .map_err(|e| Error::sys("mount propagation", e))?;
+        let attr = MountAttr {
+            attr_set: 0,
+            attr_clr: 0,
+            propagation: p & !MS_REC,
+            userns_fd: 0,
+        };
+        newmount::setattr(fd, p & MS_REC != 0, &attr)
+            .map_err(|e| Error::sys("mount propagation (mount_setattr)", e))?;
     }
     if !rec.is_empty() {
-        setattr_recursive(fd.as_fd(), rec)?;
+        let attr = MountAttr {
+            attr_set: rec.set,
+            attr_clr: rec.clr,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        newmount::setattr(fd, true, &attr).map_err(|e| Error::sys("mount_setattr", e))?;
     }
     Ok(())
 }
@@ -344,108 +362,146 @@ fn target(
     Ok(fd)
 }
 
-/// Attach an id-mapped bind that the runtime process prepared detached
-/// (`tree`), then apply the per-mount flags, propagation and recursive
-/// attributes like any bind.
-pub fn mount_detached(
-    root: BorrowedFd<'_>,
-    rootfs: &[u8],
-    m: &MountPlan,
-    tree: BorrowedFd<'_>,
-) -> Result<()> {
-    let r = (|| {
-        let st = super::procfs::fstat(tree).map_err(|e| Error::sys("stat id-mapped tree", e))?;
-        let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            Kind::Dir
-        } else {
-            Kind::File
-        };
-        let t = target(root, rootfs, &m.dest, kind)?;
-        super::newmount::move_onto(tree, t.as_fd()).map_err(|e| Error::sys("move_mount", e))?;
-        drop(t);
-        after_mount(
-            root,
-            &m.dest,
-            bind_remount_flags(m.flags),
-            &m.propagation,
-            m.rec,
-        )
-    })();
-    r.with_context(|| format!("mounts[{}] ({}, id-mapped)", m.index, m.label))
+/// A detached copy of `source` (with every mount below it for `recursive`): a bind mount
+/// that exists only as an fd until it is attached.
+pub fn bind_tree(source: &CStr, recursive: bool) -> std::result::Result<OwnedFd, Errno> {
+    let mut flags = OPEN_TREE_CLONE;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    newmount::open_tree(libc::AT_FDCWD, source, flags)
 }
 
+/// A bind mount: the detached tree `prepared` by the runtime process, or one made here from
+/// `source`. Its flags are set while it is still detached (it is never seen writable), then
+/// it is attached on the destination's fd, and its propagation and recursive attributes are
+/// set on its own fd: no path is resolved a second time.
 fn bind(
     root: BorrowedFd<'_>,
     rootfs: &[u8],
     m: &MountPlan,
     source: &CStr,
     flags: u64,
+    prepared: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
-    // SAFETY: an all-zero stat is a valid value to be overwritten.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `source` is NUL-terminated, `st` writable.
-    if unsafe { libc::stat(source.as_ptr(), &mut st) } < 0 {
-        return Err(Error::sys_path(
-            "stat",
-            Path::new(std::ffi::OsStr::from_bytes(source.to_bytes())),
-            Errno::last(),
-        ));
-    }
+    let shown = || Path::new(std::ffi::OsStr::from_bytes(source.to_bytes())).to_path_buf();
+    let own;
+    let tree = match prepared {
+        Some(t) => t,
+        None => {
+            own = bind_tree(source, flags & MS_REC != 0)
+                .map_err(|e| Error::sys_path("bind mount (open_tree)", shown(), e))?;
+            own.as_fd()
+        }
+    };
+    let st = super::procfs::fstat(tree).map_err(|e| Error::sys_path("stat", shown(), e))?;
     let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         Kind::Dir
     } else {
         Kind::File
     };
+    let remount = bind_remount_flags(flags);
+    if remount != 0 {
+        set_flags_keep_locked(tree, remount).map_err(|e| Error::sys("remount", e))?;
+    }
     let t = target(root, rootfs, &m.dest, kind)?;
-    sys_mount(
-        Some(source),
-        ProcFd::new(t.as_fd()).as_cstr(),
-        None,
-        flags & (MS_BIND | MS_REC),
-        None,
-    )
-    .map_err(|e| Error::sys("mount", e))?;
-    after_mount(
-        root,
-        &m.dest,
-        bind_remount_flags(flags),
-        &m.propagation,
-        m.rec,
-    )
+    newmount::move_onto(tree, t.as_fd()).map_err(|e| Error::sys("move_mount", e))?;
+    settle(tree, &m.propagation, m.rec)
+}
+
+/// A new detached filesystem from mount(2)-style arguments: `data` becomes fsconfig
+/// parameters, superblock flags become flags, per-mount flags mount attributes.
+fn fs_tree(
+    fstype: &CStr,
+    source: &CStr,
+    flags: u64,
+    data: Option<&CStr>,
+) -> std::result::Result<OwnedFd, Errno> {
+    let data = data.map(|d| d.to_bytes()).unwrap_or_default();
+    let mut owned: Vec<(CString, Option<CString>)> = Vec::new();
+    for item in data.split(|b| *b == b',').filter(|i| !i.is_empty()) {
+        let (k, v) = match item.iter().position(|b| *b == b'=') {
+            Some(i) => (&item[..i], Some(&item[i + 1..])),
+            None => (item, None),
+        };
+        let k = CString::new(k).map_err(|_| Errno::EINVAL)?;
+        let v = v.map(CString::new).transpose().map_err(|_| Errno::EINVAL)?;
+        owned.push((k, v));
+    }
+    for (ms, name) in [
+        (MS_RDONLY, c"ro"),
+        (MS_SYNCHRONOUS, c"sync"),
+        (MS_DIRSYNC, c"dirsync"),
+        (MS_LAZYTIME, c"lazytime"),
+        (MS_MANDLOCK, c"mand"),
+    ] {
+        if flags & ms != 0 {
+            owned.push((name.to_owned(), None));
+        }
+    }
+    let mut params = vec![newmount::FsParam::String(c"source", source)];
+    for (k, v) in &owned {
+        params.push(match v {
+            Some(v) => newmount::FsParam::String(k, v),
+            None => newmount::FsParam::Flag(k),
+        });
+    }
+    newmount::new_fs_with(fstype, &params, replace_attrs(flags).attr_set)
+}
+
+/// A filesystem by type. Without propagation or recursive attributes to apply afterwards,
+/// one mount(2) call sets everything at once; with them, the mount is made detached
+/// (fsopen/fsmount) so they can be applied on its fd.
+fn fs_mount(
+    t: BorrowedFd<'_>,
+    m: &MountPlan,
+    fstype: &CStr,
+    source: &CStr,
+) -> std::result::Result<(), (Errno, &'static str)> {
+    if m.propagation.is_empty() && m.rec.is_empty() {
+        return sys_mount(
+            Some(source),
+            ProcFd::new(t).as_cstr(),
+            Some(fstype),
+            m.flags,
+            m.data.as_deref(),
+        )
+        .map_err(|e| (e, "mount"));
+    }
+    let tree = fs_tree(fstype, source, m.flags, m.data.as_deref()).map_err(|e| (e, "fsmount"))?;
+    newmount::move_onto(tree.as_fd(), t).map_err(|e| (e, "move_mount"))?;
+    settle(tree.as_fd(), &m.propagation, m.rec)
+        .map_err(|e| (e.errno().unwrap_or(Errno::EIO), "mount_setattr"))
 }
 
 /// Perform one planned mount. `root` is an O_PATH fd of the rootfs (after
-/// its self-bind), `rootfs` its host path; `host_mountinfo` see
+/// its self-bind), `rootfs` its host path; `prepared` a bind's detached tree made by the
+/// runtime process (`rootfs::DetachedMounts`); `host_mountinfo` see
 /// [`super::prepare_with`].
 pub fn mount(
     root: BorrowedFd<'_>,
     rootfs: &[u8],
     m: &MountPlan,
+    prepared: Option<BorrowedFd<'_>>,
     host_mountinfo: Option<&str>,
 ) -> Result<()> {
     let r = match &m.kind {
-        MountKind::Bind { source } => bind(root, rootfs, m, source, m.flags),
+        MountKind::Bind { source } => bind(root, rootfs, m, source, m.flags, prepared),
         MountKind::Fs { fstype, source } => {
             let t = target(root, rootfs, &m.dest, Kind::Dir)?;
-            let tp = ProcFd::new(t.as_fd());
-            match sys_mount(
-                Some(source),
-                tp.as_cstr(),
-                Some(fstype),
-                m.flags,
-                m.data.as_deref(),
-            ) {
-                Ok(()) => after_mount(root, &m.dest, 0, &m.propagation, m.rec),
-                Err(Errno::EPERM) if m.sysfs_fallback => {
+            match fs_mount(t.as_fd(), m, fstype, source) {
+                Ok(()) => Ok(()),
+                Err((Errno::EPERM, _)) if m.sysfs_fallback => {
                     drop(t);
-                    bind(root, rootfs, m, c"/sys", m.flags | MS_BIND | MS_REC)
+                    bind(root, rootfs, m, c"/sys", m.flags | MS_BIND | MS_REC, None)
                 }
-                Err(e) => Err(Error::sys("mount", e)),
+                Err((e, op)) => Err(Error::sys(op, e)),
             }
         }
         MountKind::Cgroup { cgroupns } => mount_cgroup(root, rootfs, m, *cgroupns, host_mountinfo),
     };
-    r.with_context(|| format!("mounts[{}] ({})", m.index, m.label))
+    let what = if m.idmap.is_some() { ", id-mapped" } else { "" };
+    r.with_context(|| format!("mounts[{}] ({}{what})", m.index, m.label))
 }
 
 fn read_file(path: &str) -> Result<String> {
@@ -473,52 +529,41 @@ fn mount_cgroup(
     let mounts = cgroup::parse_mountinfo(text);
     let cgroups = cgroup::parse_proc_cgroup(&read_file("/proc/self/cgroup")?);
     let t = target(root, rootfs, &m.dest, Kind::Dir)?;
-    let tp = ProcFd::new(t.as_fd());
     match cgroup::layout(&mounts, &cgroups) {
         Layout::V2 { own } => {
-            match sys_mount(
-                Some(c"cgroup2"),
-                tp.as_cstr(),
-                Some(c"cgroup2"),
-                m.flags,
-                m.data.as_deref(),
-            ) {
-                Ok(()) => after_mount(root, &m.dest, 0, &m.propagation, m.rec),
+            match fs_mount(t.as_fd(), m, c"cgroup2", c"cgroup2") {
+                Ok(()) => Ok(()),
                 // A user namespace without its own cgroup namespace may not
                 // mount cgroup2: show the container its own cgroup instead.
-                Err(Errno::EPERM | Errno::EBUSY) => {
+                Err((Errno::EPERM | Errno::EBUSY, _)) => {
                     drop(t);
                     let src = CString::new(own.as_os_str().as_bytes())
                         .map_err(|_| Error::msg("NUL in cgroup path"))?;
-                    bind(root, rootfs, m, &src, m.flags | MS_BIND | MS_REC)
+                    bind(root, rootfs, m, &src, m.flags | MS_BIND | MS_REC, None)
                 }
-                Err(e) => Err(Error::sys("mount cgroup2", e)),
+                Err((e, op)) => Err(Error::sys(format!("{op} cgroup2"), e)),
             }
         }
         Layout::V1 { binds } => {
             let per_mount = m.flags
                 & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_ATIME_MASK | MS_NODIRATIME);
-            sys_mount(
-                Some(c"tmpfs"),
-                tp.as_cstr(),
-                Some(c"tmpfs"),
-                (m.flags & !MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                Some(c"mode=755"),
+            // The tmpfs holding one directory per hierarchy: attached writable, filled through
+            // its own fd, made read-only on that fd at the end.
+            let tmpfs = newmount::new_fs(
+                c"tmpfs",
+                &[(c"mode", c"755")],
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
             )
-            .map_err(|e| Error::sys("mount tmpfs", e))?;
+            .map_err(|e| Error::sys("mount tmpfs (fsmount)", e))?;
+            newmount::move_onto(tmpfs.as_fd(), t.as_fd())
+                .map_err(|e| Error::sys("mount tmpfs (move_mount)", e))?;
             drop(t);
-            let dir = paths::open_in_root(root, &m.dest.rel, libc::O_PATH | libc::O_DIRECTORY)
-                .map_err(|e| Error::sys_path("open", m.dest.as_path(), e))?;
-            // Each hierarchy's directory is made and opened relative to the
-            // tmpfs just mounted (resolved inside it as its own root): one
-            // component to walk instead of the whole path from the rootfs.
+            let flags = per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC;
             for b in &binds {
                 let sub = CString::new(b.name.as_bytes())
                     .map_err(|_| Error::msg("NUL in cgroup name"))?;
-                let fd = paths::ensure(dir.as_fd(), &sub, Kind::Dir)
+                let fd = paths::ensure(tmpfs.as_fd(), &sub, Kind::Dir)
                     .with_context(|| format!("{}/{}", m.dest.display(), b.name))?;
-                let t = ProcFd::new(fd.as_fd());
-                let flags = per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC;
                 if cgroupns {
                     let (fstype, data) = if b.controllers.is_empty() {
                         (c"cgroup2", None)
@@ -529,7 +574,7 @@ fn mount_cgroup(
                     };
                     sys_mount(
                         Some(fstype),
-                        t.as_cstr(),
+                        ProcFd::new(fd.as_fd()).as_cstr(),
                         Some(fstype),
                         flags,
                         data.as_deref(),
@@ -539,26 +584,19 @@ fn mount_cgroup(
                 }
                 let src = CString::new(b.host_dir.as_os_str().as_bytes())
                     .map_err(|_| Error::msg("NUL in cgroup path"))?;
-                sys_mount(Some(&src), t.as_cstr(), None, MS_BIND | MS_REC, None)
-                    .map_err(|e| Error::sys_path("bind mount", &b.host_dir, e))?;
-                drop(fd);
-                let fd = paths::open_in_root(dir.as_fd(), &sub, libc::O_PATH)
-                    .map_err(|e| Error::sys_path("open", b.host_dir.as_path(), e))?;
-                remount_keep_locked(ProcFd::new(fd.as_fd()).as_cstr(), flags)
+                let tree = bind_tree(&src, true)
+                    .map_err(|e| Error::sys_path("bind mount (open_tree)", &b.host_dir, e))?;
+                set_flags_keep_locked(tree.as_fd(), flags)
                     .map_err(|e| Error::sys_path("remount", &b.host_dir, e))?;
+                newmount::move_onto(tree.as_fd(), fd.as_fd())
+                    .map_err(|e| Error::sys_path("bind mount (move_mount)", &b.host_dir, e))?;
             }
-            copy_symlinks(Path::new("/sys/fs/cgroup"), dir.as_fd())?;
-            let ro = if m.flags & MS_RDONLY != 0 {
-                MS_RDONLY
-            } else {
-                0
-            };
-            let remount = if ro != 0 {
-                per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC
-            } else {
-                0
-            };
-            after_mount(root, &m.dest, remount, &m.propagation, m.rec)
+            copy_symlinks(Path::new("/sys/fs/cgroup"), tmpfs.as_fd())?;
+            if m.flags & MS_RDONLY != 0 {
+                set_flags_keep_locked(tmpfs.as_fd(), flags)
+                    .map_err(|e| Error::sys_path("remount", m.dest.as_path(), e))?;
+            }
+            settle(tmpfs.as_fd(), &m.propagation, m.rec)
         }
     }
 }

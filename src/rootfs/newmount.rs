@@ -16,6 +16,7 @@ pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const FSCONFIG_CMD_CREATE: u32 = 6;
 const FSOPEN_CLOEXEC: u32 = 1;
 const FSMOUNT_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_FLAG: u32 = 0;
 const FSCONFIG_SET_STRING: u32 = 1;
 
 #[repr(C)]
@@ -100,21 +101,38 @@ pub fn setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> Result<
     Ok(())
 }
 
+/// One fsconfig(2) parameter: `key=value`, or a bare flag.
+pub enum FsParam<'a> {
+    String(&'a CStr, &'a CStr),
+    Flag(&'a CStr),
+}
+
 /// A new detached filesystem (fsopen + fsconfig + fsmount) with mount
 /// attributes `attrs` (MOUNT_ATTR_*).
 pub fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: u64) -> Result<OwnedFd, Errno> {
+    let params: Vec<FsParam<'_>> = options.iter().map(|(k, v)| FsParam::String(k, v)).collect();
+    new_fs_with(fstype, &params, attrs)
+}
+
+/// [`new_fs`] with any mix of string and flag parameters.
+pub fn new_fs_with(fstype: &CStr, params: &[FsParam<'_>], attrs: u64) -> Result<OwnedFd, Errno> {
     // SAFETY: NUL-terminated type name.
     let fs =
         fd_result(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
-    for (k, v) in options {
-        // SAFETY: NUL-terminated key and value, `fs` is an fs context fd.
+    for param in params {
+        let (cmd, key, value) = match param {
+            FsParam::String(k, v) => (FSCONFIG_SET_STRING, *k, v.as_ptr()),
+            FsParam::Flag(k) => (FSCONFIG_SET_FLAG, *k, std::ptr::null()),
+        };
+        // SAFETY: NUL-terminated key, a NUL-terminated value or null for a flag, `fs` is an
+        // fs context fd.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
                 fs.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
+                cmd,
+                key.as_ptr(),
+                value,
                 0,
             )
         };

@@ -745,7 +745,7 @@ fn idmapped_bind_mounts_show_mapped_owners() {
     let rootfs = b.rootfs();
     in_child(libc::CLONE_NEWNS, move || {
         let plan = RootfsPlan::from_spec(&s, &bundle, false, false).map_err(|e| e.to_string())?;
-        let trees = IdmappedMounts::prepare(&plan).map_err(|e| e.to_string())?;
+        let trees = DetachedMounts::prepare(&plan, true).map_err(|e| e.to_string())?;
         ensure(!trees.is_empty(), "no tree prepared")?;
         prepare_with(&plan, &trees, None).map_err(|e| format!("prepare: {e}"))?;
         let owner = |p: &str| {
@@ -771,7 +771,7 @@ fn idmapped_bind_mounts_show_mapped_owners() {
             "m is not read-only",
         )?;
         // Without prepared trees, the init refuses instead of mounting unmapped.
-        let e = prepare_with(&plan, &IdmappedMounts::default(), None).unwrap_err();
+        let e = prepare_with(&plan, &DetachedMounts::default(), None).unwrap_err();
         ensure(e.to_string().contains("was not prepared"), e.to_string())?;
         Ok(())
     })
