@@ -49,6 +49,22 @@ fn unreadable_config() {
     c.assert_clean();
 }
 
+/// A config.json that is a FIFO: refused at once (nobody writes to it), not waited for.
+#[test]
+fn fifo_config_is_refused_without_waiting() {
+    skiff_only!("runc opens config.json and waits for a writer");
+    let c = Ctx::new("fifo_config");
+    c.track(&c.id);
+    nix::unistd::mkfifo(
+        &c.bundle.join("config.json"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let out = c.rt(&["create", "--bundle", c.bundle.to_str().unwrap(), &c.id]);
+    out.fails_with("config.json: not a regular file", None);
+    c.assert_clean();
+}
+
 #[test]
 fn malformed_json_says_where() {
     let c = Ctx::new("malformed_json");

@@ -1083,3 +1083,23 @@ fn long_lived_caller_keeps_its_fds() {
         (pids_in_pidns_of(init) == [init]).then_some(())
     });
 }
+
+/// The container's /etc/passwd is a FIFO nobody writes to (it is read for $HOME when the
+/// process has none): run and exec still go ahead, with HOME=/.
+#[test]
+fn passwd_fifo_does_not_hang_run_or_exec() {
+    let mut c = Ctx::new("exec_passwd_fifo");
+    let passwd = c.rootfs_path().join("etc/passwd");
+    let _ = fs::remove_file(&passwd);
+    nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    c.spec["process"]["env"] = json!(["PATH=/bin"]);
+    let out = c.sh_ok("echo home=$HOME");
+    assert_eq!(out, "home=/\n");
+    c.id = c.new_id();
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    let out = c.rt(&["exec", &c.id, "sh", "-c", "echo home=$HOME"]);
+    out.ok();
+    assert_eq!(out.stdout, "home=/\n");
+}

@@ -339,3 +339,61 @@ fn update_sizes_refuse_nan_and_inf() {
         assert!(parse_bytes(bad).is_err(), "{bad:?} accepted");
     }
 }
+
+/// Ctrl-C or SIGTERM while `run` or `create` is still setting the container up (here: a
+/// prestart hook that would sleep for a minute) stops it at once, with the shell's 128+N, and
+/// leaves nothing: no state, no cgroup, no init, no hook.
+#[test]
+fn setup_stops_on_sigterm_and_sigint_and_leaves_nothing() {
+    skiff_only!("runc blocks these signals during setup and waits for the hook");
+    let mut c = Ctx::new("setup_stopped");
+    let marker = c.path("hook-started");
+    c.spec["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 60", marker.display())]}]});
+    c.write_spec();
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    for (verb, sig) in [
+        ("run", libc::SIGTERM),
+        ("create", libc::SIGINT),
+        ("run", libc::SIGHUP),
+    ] {
+        let _ = fs::remove_file(&marker);
+        let id = c.new_id();
+        c.track(&id);
+        let child = c
+            .command(&[verb, "--bundle", &bundle, &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let hook_pid: i32 = wait_for(Duration::from_secs(10), "the hook", || {
+            fs::read_to_string(&marker).ok()?.trim().parse().ok()
+        });
+        let t = std::time::Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let out = child.wait_with_output().unwrap();
+        let waited = t.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(128 + sig),
+            "{verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            waited < Duration::from_secs(10),
+            "{verb} took {waited:?} to stop"
+        );
+        assert!(
+            !std::path::Path::new(&format!("/proc/{hook_pid}")).exists()
+                || proc_state(hook_pid) == Some('Z'),
+            "the hook {hook_pid} still runs"
+        );
+        assert!(!c.root.join(&id).exists(), "state left for {id}");
+        c.assert_clean();
+    }
+}

@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// The runtime-spec version skiff implements, as printed by `--version` and `state`.
 pub const OCI_VERSION: &str = "1.3.0";
 
+/// The largest config.json read (real ones are a few KiB; seccomp profiles make them ~100).
+const MAX_CONFIG: usize = 16 << 20;
+
 /// Read and parse `<bundle>/config.json`. The errors name the bundle or
 /// file and, for malformed JSON, the line and column.
 pub fn load(bundle: &Path) -> Result<Spec> {
@@ -23,7 +26,8 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         Err(e) => return Err(Error::io("bundle", bundle, e)),
     }
     let path = bundle.join("config.json");
-    let bytes = crate::fsio::read(&path).map_err(|e| Error::io("open", &path, e))?;
+    let bytes =
+        crate::fsio::read_regular(&path, MAX_CONFIG).map_err(|e| Error::io("read", &path, e))?;
     parse(&bytes).map_err(|e| match e {
         Error::Msg(m) => Error::msg(format!("{}: {m}", path.display())),
         other => other,

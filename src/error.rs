@@ -77,6 +77,10 @@ pub fn retry_eintr<T>(
 ) -> std::result::Result<T, Errno> {
     loop {
         match call() {
+            // A stopper during setup ends the wait (see signal::make_setup_interruptible).
+            Err(Errno::EINTR) if crate::signal::interrupted().is_some() => {
+                return Err(Errno::EINTR)
+            }
             Err(Errno::EINTR) => {}
             r => return r,
         }
@@ -121,12 +125,12 @@ impl Error {
     }
 
     /// Build from an `std::io::Error` for a step on a path.
+    /// An error without an errno (e.g. "not a regular file") keeps its own text.
     pub fn io(op: impl Into<String>, path: impl AsRef<Path>, err: std::io::Error) -> Self {
-        let errno = err
-            .raw_os_error()
-            .map(Errno::from_raw)
-            .unwrap_or(Errno::EIO);
-        Error::sys_path(op, path, errno)
+        match err.raw_os_error() {
+            Some(raw) => Error::sys_path(op, path, Errno::from_raw(raw)),
+            None => Error::msg(format!("{}: {err}", path.as_ref().display())),
+        }
     }
 }
 

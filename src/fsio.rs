@@ -57,6 +57,56 @@ pub fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     }
 }
 
+/// The whole content of the regular file `path`, at most `max` bytes, never blocking: opened
+/// O_NONBLOCK (a FIFO does not wait for a writer) and refused unless it is a regular file, so
+/// a file someone else controls (a container's /etc/passwd, a bundle's config.json) cannot
+/// hang the runtime or make it read forever.
+pub fn read_regular(path: impl AsRef<Path>, max: usize) -> io::Result<Vec<u8>> {
+    let fd = open(path.as_ref(), libc::O_RDONLY | libc::O_NONBLOCK)?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if st.st_size as u64 > max as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity((st.st_size as usize).min(max) + 1);
+    loop {
+        if buf.len() == buf.capacity() {
+            if buf.len() > max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("larger than {max} bytes"),
+                ));
+            }
+            buf.reserve(buf.capacity().max(FIRST_READ));
+        }
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: the kernel writes at most `spare.len()` bytes into the vector's spare
+        // capacity, which is valid for writes.
+        let n = retry(|| unsafe {
+            libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len())
+        })?;
+        if n == 0 {
+            if buf.len() > max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("larger than {max} bytes"),
+                ));
+            }
+            return Ok(buf);
+        }
+        // SAFETY: the kernel initialised the next `n` bytes.
+        unsafe { buf.set_len(buf.len() + n) };
+    }
+}
+
 /// The whole content of `path` as UTF-8 (`InvalidData` otherwise).
 pub fn read_to_string(path: impl AsRef<Path>) -> io::Result<String> {
     String::from_utf8(read(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

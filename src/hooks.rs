@@ -176,6 +176,7 @@ fn supervise(
         if r < 0 {
             let e = Errno::last();
             if e == Errno::EINTR {
+                crate::signal::check_interrupted().with_context(what)?;
                 continue;
             }
             return Err(Error::sys("poll", e)).with_context(what);

@@ -1,6 +1,82 @@
-//! Signal names as runc's `kill` takes them: `9`, `KILL` or `SIGKILL`.
+//! Signal names as runc's `kill` takes them (`9`, `KILL` or `SIGKILL`), and the signals that
+//! stop the runtime's own setup.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use nix::errno::Errno;
 
 use crate::error::{Error, Result};
+
+/// The signals a user sends to stop a command (Ctrl-C, `kill`, a closed terminal, Ctrl-\).
+const SETUP_STOPPERS: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM];
+
+/// The stopper that arrived during setup, 0 if none.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stopper(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(sig, Ordering::Relaxed);
+}
+
+/// While `create`, `run` and `exec` set a container up, a stopper does not kill the runtime
+/// (which would leave a half-made container) nor wait for the setup to end (a config that
+/// is a FIFO, a hook that never returns): it is recorded, and the blocking call it interrupts
+/// fails with EINTR instead of being retried ([`crate::error::retry_eintr`]), so the setup
+/// unwinds and removes what it made. Installed without SA_RESTART for that reason.
+pub fn make_setup_interruptible() -> Result<()> {
+    for sig in SETUP_STOPPERS {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stopper as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(Error::sys(format!("sigaction {sig}"), Errno::last()));
+            }
+        }
+    }
+    INSTALLED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The stopper received during setup, if one was.
+pub fn interrupted() -> Option<libc::c_int> {
+    match INTERRUPTED.load(Ordering::Relaxed) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+/// Err when a stopper arrived during setup (also one that interrupted nothing).
+pub fn check_interrupted() -> Result<()> {
+    match interrupted() {
+        None => Ok(()),
+        Some(sig) => Err(Error::msg(format!(
+            "interrupted by signal {sig} ({}) during setup",
+            name_of(sig)
+        ))),
+    }
+}
+
+/// In a child of the runtime (init, exec child): the stoppers' default actions again.
+pub fn restore_default_stoppers() {
+    if !INSTALLED.load(Ordering::Relaxed) {
+        return;
+    }
+    for sig in SETUP_STOPPERS {
+        // SAFETY: setting a default disposition has no memory effects.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+fn name_of(sig: libc::c_int) -> String {
+    NAMES
+        .iter()
+        .find(|(_, n)| *n == sig)
+        .map(|(name, _)| format!("SIG{name}"))
+        .unwrap_or_else(|| sig.to_string())
+}
 
 const NAMES: &[(&str, i32)] = &[
     ("HUP", libc::SIGHUP),

@@ -114,6 +114,7 @@ pub unsafe fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked>
 /// die of SIGPIPE quietly). Only the ignored signals are touched: one read
 /// of /proc/self/status instead of a syscall per signal.
 pub fn reset_signals() {
+    crate::signal::restore_default_stoppers();
     // SAFETY: an initialised empty set; sigprocmask only reads it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

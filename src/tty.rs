@@ -86,11 +86,27 @@ impl Drop for SignalGuard {
 /// process is being set up waits for the forwarding loop instead of killing
 /// the runtime and orphaning the process. Children reset their own mask.
 pub fn block_forwarded_signals() -> Result<()> {
+    block_signals(FORWARDED.iter().chain(&[libc::SIGWINCH]))
+}
+
+/// During setup: block the forwarded signals but the ones that stop the setup (see
+/// `signal::make_setup_interruptible`), which are handled until `block_forwarded_signals`.
+pub fn block_forwarded_signals_during_setup() -> Result<()> {
+    crate::signal::make_setup_interruptible()?;
+    block_signals(
+        FORWARDED
+            .iter()
+            .chain(&[libc::SIGWINCH])
+            .filter(|s| ![libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM].contains(s)),
+    )
+}
+
+fn block_signals<'a>(signals: impl Iterator<Item = &'a libc::c_int>) -> Result<()> {
     // SAFETY: the set is initialised by sigemptyset before use.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in FORWARDED.iter().chain(&[libc::SIGWINCH]) {
+        for sig in signals {
             libc::sigaddset(&mut set, *sig);
         }
         if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {

@@ -518,10 +518,18 @@ fn main() -> ExitCode {
     ROOTLESS.store(rootless, std::sync::atomic::Ordering::Relaxed);
     let store = Store::new(cli.root.clone().unwrap_or_else(default_root));
     match dispatch(&store, command) {
+        // exec's own errors already reported (exit 255): a stopper still gives 128+N.
+        Ok(255) if skiff::signal::interrupted().is_some() => {
+            ExitCode::from(128 + skiff::signal::interrupted().unwrap_or(0) as u8)
+        }
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             logging::report_error(&e.to_string());
-            ExitCode::from(1)
+            // Stopped by a signal during setup: the shell's 128+N.
+            match skiff::signal::interrupted() {
+                Some(sig) => ExitCode::from(128 + sig as u8),
+                None => ExitCode::from(1),
+            }
         }
     }
 }
@@ -558,6 +566,7 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
     match command {
         Command::Create(args) => {
             skiff::selfexe::ensure_protected()?;
+            skiff::signal::make_setup_interruptible()?;
             container::create(store, &create_options(&args, false)?)?;
             Ok(0)
         }
@@ -651,10 +660,12 @@ fn pretty(v: &serde_json::Value) -> String {
 }
 
 fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
-    skiff::tty::block_forwarded_signals()?;
+    skiff::tty::block_forwarded_signals_during_setup()?;
     let opts = create_options(args, !detach)?;
     let launched = container::create(store, &opts)?;
     let id = &opts.id;
+    // From here on every signal waits for the container's process, which gets it.
+    skiff::tty::block_forwarded_signals()?;
     if let Err(e) = container::start(store, id) {
         let _ = container::delete(store, id, true);
         return Err(e);
@@ -678,7 +689,7 @@ fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8>
 }
 
 fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
-    skiff::tty::block_forwarded_signals()?;
+    skiff::tty::block_forwarded_signals_during_setup()?;
     use skiff::container::exec::{self, ExecOptions, ExecOverrides};
     let mut process = match &args.process {
         Some(file) => exec::process_from_file(file)?,

@@ -330,6 +330,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     st.cgroup = (!cgroup.is_empty()).then(|| cgroup.clone());
     st.rdt = rdt_cleanup;
     st.creator = None;
+    // A stopper (Ctrl-C, SIGTERM) during setup: nothing stays (see signal::make_setup_interruptible).
+    crate::signal::check_interrupted()?;
     store.save(&st)?;
     parent_end.send(&ToInit::Committed)?;
 

@@ -219,9 +219,12 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
             }
         }
         match parent_end.recv::<ToParent>()? {
-            None => Ok(()), // exec closed the channel
-            other => Err(child_failed(other, pid)),
+            None => {}
+            other => return Err(child_failed(other, pid)),
         }
+        // A stopper during the setup ends the exec; later ones go to the process.
+        crate::signal::check_interrupted()?;
+        crate::tty::block_forwarded_signals()
     })();
     let (pid, pidfd) = match process {
         Some(p) => p,

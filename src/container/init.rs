@@ -409,7 +409,10 @@ fn ensure_cwd(cwd: &Path) -> Result<()> {
 /// $HOME for a process whose env has none: from the container's
 /// /etc/passwd, "/" when the user is not listed.
 fn home_of(uid: u32) -> String {
-    let text = crate::fsio::read_to_string("/etc/passwd").unwrap_or_default();
+    // The container's own file: a FIFO or a huge file there must not hang or bloat us.
+    let text = crate::fsio::read_regular("/etc/passwd", 4 << 20)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     match crate::user::passwd_entry(&text, uid) {
         Some((_, home)) if !home.is_empty() => home.to_string(),
         _ => "/".into(),
