@@ -1143,6 +1143,53 @@ fn held_exec_child_attack(ptrace: bool) {
     drop(agent);
 }
 
+/// An exec stuck in its setup (its execve held by a NOTIFY agent that never answers) holds
+/// the container's lock; `delete --force` still finishes, and the stuck exec fails.
+#[test]
+fn delete_force_finishes_while_an_exec_is_stuck() {
+    skiff_only!("needs a working NOTIFY hand-over, which runc 1.1.5 lacks here");
+    let mut c = Ctx::new("sec_stuck_exec");
+    let sock = c.path("agent.sock");
+    let agent = Agent::start(
+        sock.clone(),
+        Box::new(|n: &Notice| {
+            if n.conn == 1 {
+                Reply::Hold
+            } else {
+                Reply::Continue
+            }
+        }),
+    );
+    c.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock.to_str().unwrap(),
+        "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    running_with(&mut c);
+    let (o, e) = (c.path("stuck.out"), c.path("stuck.err"));
+    let mut stuck = c
+        .command(&["exec", &c.id, "true"])
+        .stdout(File::create(&o).unwrap())
+        .stderr(File::create(&e).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the held execve", || {
+        agent.with_log(|l| l.held.first().cloned())
+    });
+    let t = std::time::Instant::now();
+    c.delete_id(&c.id, true).ok();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "delete --force took {:?}",
+        t.elapsed()
+    );
+    let st = wait_for(Duration::from_secs(10), "the stuck exec to end", || {
+        stuck.try_wait().unwrap()
+    });
+    assert!(!st.success(), "the stuck exec succeeded");
+    drop(agent);
+}
+
 /// Copy `bin` and the shared libraries it loads into `rootfs`, so that a container can execute
 /// the host binary through /proc/self/exe (any glibc-based image can).
 fn copy_with_libs(bin: &Path, rootfs: &Path) {

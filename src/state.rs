@@ -172,6 +172,15 @@ impl Store {
         self.lock_as(id, libc::LOCK_SH)
     }
 
+    /// The exclusive lock if it is free now; `Ok(None)` when someone holds it.
+    pub fn try_lock(&self, id: &str) -> Result<Option<Lock>> {
+        match self.lock_as(id, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if e.errno() == Some(Errno::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn lock_as(&self, id: &str, how: libc::c_int) -> Result<Lock> {
         validate_id(id)?;
         let dir = self.dir(id);

@@ -91,10 +91,26 @@ pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {
 const KILL_WAIT_MS: i32 = 10_000;
 
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
-    let _lock = match store.lock(id) {
-        Ok(l) => l,
-        Err(Error::NotExist(_)) if force => return Ok(()),
-        Err(e) => return Err(e),
+    let _lock = match (force, store.try_lock(id)) {
+        (_, Ok(Some(l))) => l,
+        // Held (by an exec stuck in its setup: a NOTIFY agent that never answers, a
+        // container that freezes it...): --force must still finish. Killing the container's
+        // processes ends whatever holds the lock, then it is ours.
+        (true, Ok(None)) => {
+            if let Ok(st) = store.load(id) {
+                if let Some(cg) = &st.cgroup {
+                    let _ = cg.thaw();
+                    let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+                }
+                if let Ok(pidfd) = state::open_init(&st) {
+                    let _ = spawn::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                }
+            }
+            store.lock(id)?
+        }
+        (false, Ok(None)) => store.lock(id)?,
+        (true, Err(Error::NotExist(_))) => return Ok(()),
+        (_, Err(e)) => return Err(e),
     };
     let st = match store.load(id) {
         Ok(st) => st,
