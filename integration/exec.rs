@@ -448,6 +448,8 @@ fn flag_env_overrides_and_adds() {
         ],
         "{out:?}"
     );
+    // A bare key is refused, as runc does (docker resolves `-e KEY` in its CLI).
+    exec(&c, &["--env", "KEEP", &c.id, "true"]).fails_with("--env", Some("env"));
 }
 
 #[test]
@@ -503,12 +505,31 @@ fn flag_cap() {
     for set in ["CapEff", "CapPrm", "CapBnd"] {
         assert_ne!(cap_hex(&out.stdout, set) & NET_ADMIN, 0, "{set}: {out:?}");
     }
+    // Not inheritable or ambient: a non-root user's exec does not hand it to what it runs.
+    for set in ["CapInh", "CapAmb"] {
+        assert_eq!(cap_hex(&out.stdout, set) & NET_ADMIN, 0, "{set}: {out:?}");
+    }
     // The container's own capabilities stay.
     assert_ne!(
         cap_hex(&out.stdout, "CapEff") & (1 << 5),
         0,
         "CAP_KILL lost"
     );
+    let out = exec(
+        &c,
+        &[
+            "--cap",
+            "CAP_NET_ADMIN",
+            "--user",
+            "1000",
+            &c.id,
+            "sh",
+            "-c",
+            "cat /proc/self/status",
+        ],
+    );
+    out.ok();
+    assert_eq!(cap_hex(&out.stdout, "CapAmb") & NET_ADMIN, 0, "{out:?}");
 }
 
 #[test]

@@ -279,3 +279,15 @@ fn version_three_lines() {
         assert!(lines[0].starts_with("skiff version "), "{text}");
     }
 }
+
+/// runc accepts any id of [A-Za-z0-9_+.-] but "." and "..": one starting with a dot too (the
+/// kernel reserves such names for keyrings, so the session keyring is named `_ses.ID`).
+#[test]
+fn id_starting_with_a_dot_runs() {
+    let mut c = Ctx::new("dot_id");
+    c.sh_args("echo ran");
+    let id = format!(".{}", c.new_id());
+    let out = c.run_id(&id, &[]);
+    out.ok();
+    assert_eq!(out.stdout, "ran\n");
+}

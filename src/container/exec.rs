@@ -376,12 +376,11 @@ pub fn process_from_overrides(base: &Process, o: &ExecOverrides) -> Result<Proce
     for kv in &o.env {
         let key = kv.split('=').next().unwrap_or(kv);
         env.retain(|e| e.split('=').next() != Some(key));
-        env.push(if kv.contains('=') {
-            kv.clone()
-        } else {
-            // `-e KEY` takes the value from skiff's own environment, like docker.
-            format!("{key}={}", std::env::var(key).unwrap_or_default())
-        });
+        if !kv.contains('=') || key.is_empty() {
+            // runc refuses a bare key too (docker's `-e KEY` is resolved by the docker CLI).
+            return Err(Error::config("--env", format!("{kv:?} is not KEY=VALUE")));
+        }
+        env.push(kv.clone());
     }
     p.set_env(Some(env));
     if let Some(u) = &o.user {
@@ -407,25 +406,21 @@ pub fn process_from_overrides(base: &Process, o: &ExecOverrides) -> Result<Proce
             let cap: oci_spec::runtime::Capability =
                 serde_json::from_value(serde_json::json!(full))
                     .map_err(|_| Error::config("--cap", format!("unknown capability {name:?}")))?;
-            // runc adds an --cap to every set but the inheritable one, and
-            // the ambient set needs it in inheritable too.
+            // As runc: bounding, effective and permitted only. Not inheritable or ambient, so
+            // the programs the process runs (a non-root user's above all) do not keep it.
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                 let mut s = set.clone().unwrap_or_default();
                 s.insert(cap);
                 Some(s)
             };
-            let (b, e, pm, a, i) = (
+            let (b, e, pm) = (
                 add(caps.bounding()),
                 add(caps.effective()),
                 add(caps.permitted()),
-                add(caps.ambient()),
-                add(caps.inheritable()),
             );
             caps.set_bounding(b);
             caps.set_effective(e);
             caps.set_permitted(pm);
-            caps.set_ambient(a);
-            caps.set_inheritable(i);
         }
         p.set_capabilities(Some(caps));
     }
@@ -519,11 +514,12 @@ mod tests {
         assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
         assert_eq!(p.user().additional_gids().as_ref().unwrap(), &[5, 6]);
         let caps = p.capabilities().as_ref().unwrap();
-        assert!(caps
-            .ambient()
-            .as_ref()
-            .unwrap()
-            .contains(&oci_spec::runtime::Capability::NetAdmin));
+        let has = |s: &Option<oci_spec::runtime::Capabilities>| {
+            s.as_ref()
+                .is_some_and(|s| s.contains(&oci_spec::runtime::Capability::NetAdmin))
+        };
+        assert!(has(caps.bounding()) && has(caps.effective()) && has(caps.permitted()));
+        assert!(!has(caps.ambient()) && !has(caps.inheritable()));
         assert_eq!(p.no_new_privileges(), Some(true));
     }
 

@@ -373,7 +373,9 @@ fn enter_new_pid_namespace(channel: &Channel) -> Result<()> {
 
 fn join_session_keyring(id: &str) -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    let name = std::ffi::CString::new(id).map_err(|_| Error::InvalidId(id.to_string()))?;
+    // runc's name: the kernel reserves names that start with "." (an id may).
+    let name = std::ffi::CString::new(format!("_ses.{id}"))
+        .map_err(|_| Error::InvalidId(id.to_string()))?;
     // SAFETY: keyctl with a valid NUL-terminated name.
     let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     if rc < 0 {
