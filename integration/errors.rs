@@ -293,3 +293,55 @@ fn rootfs_not_a_directory() {
     c.spec["root"]["path"] = json!("rootfs-file");
     create_fails(&c, "rootfs-file", None);
 }
+
+/// Arguments and paths that are not UTF-8 are valid on Linux: never a panic (abort, 134). A
+/// state root with such a name works; ids, which must be [A-Za-z0-9_+.-], are refused.
+#[test]
+fn non_utf8_arguments_never_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut c = Ctx::new("non_utf8");
+    c.sh_args("echo ran");
+    c.write_spec();
+    let bad = OsStr::from_bytes(b"x\xffy");
+    let root = c.tmp.path().join(OsStr::from_bytes(b"root-\xff"));
+    let bundle = c.bundle.clone();
+    let run = |args: &[&OsStr]| {
+        let out = std::process::Command::new(runtime())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(134), "{args:?}: {err}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            err,
+        )
+    };
+    assert_ne!(run(&[OsStr::new("state"), bad]).0, Some(0));
+    assert_ne!(
+        run(&[OsStr::new("delete"), OsStr::new("--force"), bad]).0,
+        Some(0)
+    );
+    assert_ne!(
+        run(&[OsStr::new("exec"), bad, OsStr::new("true")]).0,
+        Some(0)
+    );
+    assert_ne!(run(&[OsStr::new("kill"), OsStr::new("x"), bad]).0, Some(0));
+    let id = c.new_id();
+    let (code, out, err) = run(&[
+        OsStr::new("--root"),
+        root.as_os_str(),
+        OsStr::new("run"),
+        OsStr::new("--bundle"),
+        bundle.as_os_str(),
+        OsStr::new(&id),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "ran\n");
+    let (code, _, _) = run(&[OsStr::new("--root"), root.as_os_str(), OsStr::new("list")]);
+    assert_eq!(code, Some(0));
+}

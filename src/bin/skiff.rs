@@ -1,5 +1,6 @@
 //! `skiff`: runc's command line over the skiff library.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,7 +130,7 @@ struct ExecArgs {
     id: String,
     /// Command and arguments (unless --process)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    command: Vec<OsString>,
 }
 
 #[derive(clap::Args)]
@@ -310,7 +311,7 @@ const LONG_FLAGS: &[(&str, bool)] = &[
 ];
 const SHORT_WITH_VALUE: &[&str] = &["-b", "-f", "-p", "-e", "-u", "-g", "-c", "-r"];
 
-fn normalize_args(args: Vec<String>) -> Vec<String> {
+fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len());
     let mut iter = args.into_iter();
     if let Some(argv0) = iter.next() {
@@ -327,36 +328,45 @@ fn normalize_args(args: Vec<String>) -> Vec<String> {
             out.push(arg);
             continue;
         }
-        if std::mem::take(&mut after_rootless) && ["true", "false", "auto"].contains(&arg.as_str())
-        {
+        // Not UTF-8 (valid on Linux: a path, an operand): never one of our flags.
+        let Some(text) = arg.to_str() else {
+            after_rootless = false;
+            if seen_command {
+                verbatim = true;
+            }
+            seen_command = true;
+            out.push(arg);
+            continue;
+        };
+        if std::mem::take(&mut after_rootless) && ["true", "false", "auto"].contains(&text) {
             out.push(arg);
             continue;
         }
-        after_rootless = arg == "--rootless" || arg == "-rootless";
-        if arg == "--" {
+        after_rootless = text == "--rootless" || text == "-rootless";
+        if text == "--" {
             verbatim = true;
             out.push(arg);
             continue;
         }
-        if let Some(body) = arg
+        if let Some(body) = text
             .strip_prefix('-')
             .filter(|b| !b.starts_with('-') && b.len() > 1)
         {
             let name = body.split('=').next().unwrap_or(body);
             if let Some((_, takes)) = LONG_FLAGS.iter().find(|(n, _)| *n == name) {
                 expect_value = *takes && !body.contains('=');
-                out.push(format!("-{arg}"));
+                out.push(format!("-{text}").into());
                 continue;
             }
         }
-        if let Some(body) = arg.strip_prefix("--") {
+        if let Some(body) = text.strip_prefix("--") {
             let name = body.split('=').next().unwrap_or(body);
             expect_value = LONG_FLAGS.iter().any(|(n, t)| *n == name && *t) && !body.contains('=');
             out.push(arg);
             continue;
         }
-        if arg.starts_with('-') {
-            expect_value = SHORT_WITH_VALUE.contains(&arg.as_str());
+        if text.starts_with('-') {
+            expect_value = SHORT_WITH_VALUE.contains(&text);
             out.push(arg);
             continue;
         }
@@ -486,7 +496,7 @@ fn keep_closed_stdio_closed() {
 
 fn main() -> ExitCode {
     keep_closed_stdio_closed();
-    let cli = Cli::parse_from(normalize_args(std::env::args().collect()));
+    let cli = Cli::parse_from(normalize_args(std::env::args_os().collect()));
     let format = if cli.log_format == "json" {
         Format::Json
     } else {
@@ -704,7 +714,19 @@ fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
             exec::process_from_overrides(
                 &base,
                 &ExecOverrides {
-                    args: args.command.clone(),
+                    args: args
+                        .command
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| {
+                            a.to_str().map(str::to_string).ok_or_else(|| {
+                                Error::msg(format!(
+                                    "exec: argument {i} ({}) is not valid UTF-8: a runtime-spec process's args are strings",
+                                    a.to_string_lossy()
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
                     tty: args.tty,
                     cwd: args.cwd.clone(),
                     env: args.env.clone(),
@@ -952,7 +974,10 @@ mod tests {
     use super::normalize_args;
 
     fn norm(args: &[&str]) -> Vec<String> {
-        normalize_args(args.iter().map(|s| s.to_string()).collect())
+        normalize_args(args.iter().map(|s| s.into()).collect())
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
     }
 
     #[test]
