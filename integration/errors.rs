@@ -345,3 +345,20 @@ fn non_utf8_arguments_never_panic() {
     let (code, _, _) = run(&[OsStr::new("--root"), root.as_os_str(), OsStr::new("list")]);
     assert_eq!(code, Some(0));
 }
+
+/// Errors that used to mislead: a hostname longer than the kernel allows (it broke the
+/// init's report: "sync: decode message"), and a memory limit below what setting up takes
+/// (the init was OOM-killed: "exited during setup without a reason").
+#[test]
+fn too_long_hostname_is_named() {
+    let mut c = Ctx::new("long_hostname");
+    c.spec["hostname"] = json!("h".repeat(100_000));
+    create_fails(&c, "hostname: is 100000 bytes long", Some("hostname"));
+}
+
+#[test]
+fn memory_limit_too_low_for_setup_is_named() {
+    let mut c = Ctx::new("tiny_memory");
+    c.spec["linux"]["resources"]["memory"] = json!({"limit": 1});
+    create_fails(&c, "linux.resources.memory.limit", Some("memory limit"));
+}

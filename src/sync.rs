@@ -47,8 +47,23 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
-/// Large enough for any message: error texts are short.
+/// Large enough for any message: error texts are cut to `MAX_TEXT` (a config value quoted in
+/// one can be long).
 const MAX_MESSAGE: usize = 64 * 1024;
+const MAX_TEXT: usize = 16 * 1024;
+
+/// An error text cut to fit in one message, at a character boundary, marked as cut.
+pub fn bounded_text(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("... (cut)");
+    }
+    text
+}
 
 impl Channel {
     pub fn pair() -> Result<(Channel, Channel)> {
@@ -77,6 +92,12 @@ impl Channel {
     pub fn send<T: Serialize>(&self, msg: &T) -> Result<()> {
         let bytes = serde_json::to_vec(msg)
             .map_err(|e| Error::msg(format!("sync: encode message: {e}")))?;
+        if bytes.len() > MAX_MESSAGE {
+            return Err(Error::msg(format!(
+                "sync: a message of {} bytes is larger than {MAX_MESSAGE}",
+                bytes.len()
+            )));
+        }
         retry_eintr(|| {
             // SAFETY: bytes is a valid buffer of the given length.
             Errno::result(unsafe {

@@ -33,6 +33,16 @@ fn oom_kills(p: &std::path::Path) -> u64 {
 }
 
 impl CgroupHandle {
+    /// How many processes the OOM killer has killed in this cgroup (0 without a memory
+    /// controller): `oom_kill` of memory.events (v2) or memory.oom_control (v1).
+    pub fn oom_kill_count(&self) -> u64 {
+        match self.dir_for("memory") {
+            Some(d) if d.v2 => oom_kills(&d.dir.join("memory.events")),
+            Some(d) => oom_kills(&d.dir.join("memory.oom_control")),
+            None => 0,
+        }
+    }
+
     /// A source of OOM events; None when there is no memory controller.
     pub fn oom_watcher(&self) -> Result<Option<OomWatcher>> {
         let Some(d) = self.dir_for("memory") else {

@@ -301,7 +301,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
                 let fd = spawn::pidfd_open(real)?;
                 cleanup.init = Some((real, Some(fd)));
             }
-            other => return Err(init_failed(other, pid)),
+            other => return Err(init_failed(other, pid, &cgroup)),
         }
     }
     let creating_state = || hook_state(&plan.id, "creating", pid, &plan.bundle, &annotations);
@@ -318,7 +318,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
                 forward_seccomp_listener(&parent_end, &plan.process, creating_state().as_bytes())?;
             }
             Some(ToParent::Ready) => break,
-            other => return Err(init_failed(other, pid)),
+            other => return Err(init_failed(other, pid, &cgroup)),
         }
     }
 
@@ -386,14 +386,31 @@ pub fn forward_seccomp_listener(
     channel.send(&ToInit::SeccompListenerSent)
 }
 
-/// The init stopped talking: its last words, or how it ended.
-fn init_failed(msg: Option<ToParent>, pid: i32) -> Error {
+/// The init stopped talking: its last words, or how it ended (the OOM killer, most often,
+/// when its cgroup's memory limit is lower than what setting up a container takes).
+fn init_failed(msg: Option<ToParent>, pid: i32, cgroup: &CgroupHandle) -> Error {
     match msg {
         Some(ToParent::Failed(text)) => Error::msg(text),
         Some(other) => Error::msg(format!("sync: unexpected message from init: {other:?}")),
-        None => Error::msg(format!(
-            "container init (pid {pid}) exited during setup without a reason"
-        )),
+        None => {
+            // It is gone (end of file on the channel): reap it to learn how.
+            let code = spawn::wait_exit_code(pid).ok();
+            if code == Some(128 + libc::SIGKILL) && cgroup.oom_kill_count() > 0 {
+                return Error::config(
+                    "linux.resources.memory.limit",
+                    format!("container init (pid {pid}) was killed by the OOM killer during setup: the memory limit is too low"),
+                );
+            }
+            match code {
+                Some(c) if c > 128 => Error::msg(format!(
+                    "container init (pid {pid}) was killed by signal {} during setup",
+                    c - 128
+                )),
+                _ => Error::msg(format!(
+                    "container init (pid {pid}) exited during setup without a reason"
+                )),
+            }
+        }
     }
 }
 

@@ -334,7 +334,9 @@ fn child_main(a: ChildArgs<'_>) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = a.channel.send(&ToParent::Failed(err.to_string()));
+    let _ = a.channel.send(&ToParent::Failed(crate::sync::bounded_text(
+        err.to_string(),
+    )));
     // SAFETY: leave the forked child without running the parent's destructors.
     unsafe { libc::_exit(255) }
 }

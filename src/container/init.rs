@@ -54,7 +54,11 @@ pub fn run(args: InitArgs<'_>) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = args.channel.send(&ToParent::Failed(err.to_string()));
+    let _ = args
+        .channel
+        .send(&ToParent::Failed(crate::sync::bounded_text(
+            err.to_string(),
+        )));
     // SAFETY: _exit skips the parent's atexit handlers and destructors, which
     // must not run twice (we are a fork of it).
     unsafe { libc::_exit(1) }

@@ -116,6 +116,15 @@ impl ContainerPlan {
             RootfsPlan::from_spec(spec, &opts.bundle, opts.no_pivot, namespaces.in_userns())?;
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         let domainname = spec.domainname().clone().filter(|h| !h.is_empty());
+        // The kernel's limit for both (__NEW_UTS_LEN): longer is EINVAL at sethostname.
+        for (field, name) in [("hostname", &hostname), ("domainname", &domainname)] {
+            if let Some(n) = name.as_deref().filter(|n| n.len() > 64) {
+                return Err(Error::config(
+                    field,
+                    format!("is {} bytes long; the kernel allows at most 64", n.len()),
+                ));
+            }
+        }
         if (hostname.is_some() || domainname.is_some()) && namespaces.uts == Disposition::Host {
             let field = if hostname.is_some() {
                 "hostname"
