@@ -2079,3 +2079,25 @@ fn lsm_labels_refused_without_the_lsm() {
     c.run_sh("true").fails_with("SELinux is not enabled", None);
     c.assert_clean();
 }
+
+/// An image whose /proc or /sys is a symlink (to "/", to /proc): refused up front, naming the
+/// path, before the root could become a procfs or masked paths could miss their targets.
+#[test]
+fn symlinked_proc_or_sys_in_the_image_is_refused() {
+    for (dir, target) in [("proc", "/"), ("sys", "/proc"), ("proc", "tmp")] {
+        let c = Ctx::new(&format!("sec_symlinked_{dir}"));
+        let p = c.rootfs_path().join(dir);
+        let _ = fs::remove_dir_all(&p);
+        symlink(target, &p).unwrap();
+        let out = c.create();
+        out.fails_with(
+            &format!("/{dir} is a symlink in the root filesystem"),
+            Some(""),
+        );
+        assert!(
+            out.stderr.contains("ordinary directory") || !is_skiff(),
+            "{out:?}"
+        );
+        c.assert_clean();
+    }
+}

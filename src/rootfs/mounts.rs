@@ -1,7 +1,7 @@
 //! The `mounts` entries: planning (pure) and performing them.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -474,6 +474,37 @@ fn fs_mount(
         .map_err(|e| (e.errno().unwrap_or(Errno::EIO), "mount_setattr"))
 }
 
+/// proc and sysfs (and whatever goes on /proc or /sys) only on an ordinary directory: never
+/// through a symlink of the image's, even one that stays inside the root (/proc -> / would make
+/// the root a procfs, and every masked or read-only path under /proc miss its target).
+fn refuse_symlinked_kernel_fs(root: BorrowedFd<'_>, m: &MountPlan) -> Result<()> {
+    let kernel_fs = matches!(&m.kind, MountKind::Fs { fstype, .. }
+        if matches!(fstype.to_bytes(), b"proc" | b"sysfs"))
+        || matches!(m.dest.abs.as_bytes(), b"/proc" | b"/sys");
+    if !kernel_fs {
+        return Ok(());
+    }
+    let field = || format!("mounts[{}].destination", m.index);
+    match paths::openat2(
+        root.as_raw_fd(),
+        &m.dest.rel,
+        libc::O_PATH,
+        0,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(_) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::ELOOP) => Err(Error::config(
+            field(),
+            format!(
+                "{} is a symlink in the root filesystem: {} must be mounted on an ordinary directory",
+                m.dest.display(),
+                m.label.split(' ').next().unwrap_or("it")
+            ),
+        )),
+        Err(e) => Err(Error::sys_path("open", m.dest.as_path(), e)).with_context(field),
+    }
+}
+
 /// Perform one planned mount. `root` is an O_PATH fd of the rootfs (after
 /// its self-bind), `rootfs` its host path; `prepared` a bind's detached tree made by the
 /// runtime process (`rootfs::DetachedMounts`); `host_mountinfo` see
@@ -485,6 +516,7 @@ pub fn mount(
     prepared: Option<BorrowedFd<'_>>,
     host_mountinfo: Option<&str>,
 ) -> Result<()> {
+    refuse_symlinked_kernel_fs(root, m)?;
     let r = match &m.kind {
         MountKind::Bind { source } => bind(root, rootfs, m, source, m.flags, prepared),
         MountKind::Fs { fstype, source } => {
@@ -603,7 +635,6 @@ fn mount_cgroup(
 
 /// Recreate the host's symlinks (e.g. cpu -> cpu,cpuacct) in the tmpfs.
 fn copy_symlinks(host: &Path, dir: BorrowedFd<'_>) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let rd = std::fs::read_dir(host).map_err(|e| Error::io("read directory", host, e))?;
     for entry in rd.flatten() {
         let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
