@@ -2101,3 +2101,122 @@ fn symlinked_proc_or_sys_in_the_image_is_refused() {
         c.assert_clean();
     }
 }
+
+/// A profile that denies everything a shell does not need, the runtime's own favourites
+/// included (close_range, getcwd, openat2, pidfd_*, clone3): run and exec still work, with and
+/// without noNewPrivileges. The runtime's work is done before the filter; only the process's
+/// execve follows it.
+#[test]
+fn minimal_errno_profile_runs_and_execs() {
+    skiff_only!("runc 1.1 calls getcwd after installing the filter (its check of the cwd)");
+    // busybox sh's own calls, plus the process setup a runtime may do after installing the
+    // filter without no_new_privs (runc does its user switch and capset there).
+    let allowed = [
+        "arch_prctl",
+        "brk",
+        "clone",
+        "close",
+        "dup2",
+        "execve",
+        "exit_group",
+        "exit",
+        "fcntl",
+        "getdents64",
+        "getegid",
+        "geteuid",
+        "getgid",
+        "getpid",
+        "getppid",
+        "getrandom",
+        "getuid",
+        "ioctl",
+        "mprotect",
+        "mmap",
+        "munmap",
+        "newfstatat",
+        "fstat",
+        "openat",
+        "prctl",
+        "prlimit64",
+        "read",
+        "readlink",
+        "rseq",
+        "rt_sigaction",
+        "rt_sigreturn",
+        "rt_sigprocmask",
+        "sendfile",
+        "set_robust_list",
+        "set_tid_address",
+        "uname",
+        "wait4",
+        "write",
+        "nanosleep",
+        "clock_nanosleep",
+        "futex",
+        "capget",
+        "capset",
+        "setgroups",
+        "setresuid",
+        "setresgid",
+        "setuid",
+        "setgid",
+        "chdir",
+        "fchdir",
+        "lseek",
+        "sigaltstack",
+        "gettid",
+        "tgkill",
+        "sched_yield",
+        "sched_getaffinity",
+        "madvise",
+        "pipe2",
+        "epoll_create1",
+        "epoll_ctl",
+        "epoll_pwait",
+        "mlock",
+        "munlock",
+        "getpgid",
+        "setsid",
+        "fstatfs",
+        "statfs",
+    ];
+    for nnp in [true, false] {
+        let mut c = Ctx::new(if nnp { "sec_min_nnp" } else { "sec_min" });
+        c.spec["process"]["noNewPrivileges"] = json!(nnp);
+        c.spec["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": allowed.to_vec(), "action": "SCMP_ACT_ALLOW"}]
+        });
+        c.sh_args("echo ran");
+        let id = c.new_id();
+        let out = c.run_id(&id, &[]);
+        out.ok();
+        assert_eq!(out.stdout, "ran\n", "nnp {nnp}");
+        running_with(&mut c);
+        let out = c.rt(&["exec", &c.id, "sh", "-c", "echo exec-ran"]);
+        out.ok();
+        assert_eq!(out.stdout, "exec-ran\n", "nnp {nnp}");
+    }
+}
+
+/// startContainer hooks run with the container's seccomp filter in place (as runc runs them),
+/// in both modes, without the runtime's own work being filtered.
+#[test]
+fn start_container_hooks_run_under_the_filter() {
+    for nnp in [true, false] {
+        let mut c = Ctx::new(if nnp { "sec_hook_nnp" } else { "sec_hook" });
+        c.spec["process"]["noNewPrivileges"] = json!(nnp);
+        c.spec["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        });
+        c.spec["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /hook-made 2>/dev/null && echo allowed > /hook-result || echo denied > /hook-result"]}]});
+        c.set_args(&["true"]);
+        let id = c.new_id();
+        c.run_id(&id, &[]).ok();
+        let got = fs::read_to_string(c.rootfs_path().join("hook-result")).unwrap_or_default();
+        assert_eq!(got, "denied\n", "nnp {nnp}");
+    }
+}

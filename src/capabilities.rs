@@ -203,17 +203,54 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Sets permitted, effective and inheritable in one capset(2), then raises
-/// the ambient capabilities.
-pub fn apply_final(plan: &CapabilityPlan) -> Result<()> {
-    if !plan.configured {
-        return Ok(());
+/// This process's (effective, permitted, inheritable) sets.
+fn capget() -> Result<(u64, u64, u64)> {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: a valid header and two writable data structs, as version 3 requires.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) } != 0 {
+        return Err(Error::sys("capget", Errno::last()));
     }
-    let (e, p, i) = (
-        mask(&plan.effective),
-        mask(&plan.permitted),
-        mask(&plan.inheritable),
-    );
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok((
+        join(data[0].effective, data[1].effective),
+        join(data[0].permitted, data[1].permitted),
+        join(data[0].inheritable, data[1].inheritable),
+    ))
+}
+
+/// Sets permitted, effective and inheritable in one capset(2), then raises the ambient
+/// capabilities. With `keep_sys_admin`, CAP_SYS_ADMIN stays effective and permitted so that
+/// a seccomp filter can still be installed without no_new_privs right before execve; execve
+/// then computes the process's sets from bounding, inheritable and ambient, and it is gone
+/// unless those grant it.
+pub fn apply_final(plan: &CapabilityPlan, keep_sys_admin: bool) -> Result<()> {
+    let extra = if keep_sys_admin {
+        Capability::CAP_SYS_ADMIN.bitmask()
+    } else {
+        0
+    };
+    let (e, p, i) = if plan.configured {
+        (
+            mask(&plan.effective) | extra,
+            mask(&plan.permitted) | extra,
+            mask(&plan.inheritable),
+        )
+    } else if extra != 0 {
+        // Nothing configured: the sets as they are, CAP_SYS_ADMIN effective again (leaving
+        // uid 0 cleared the effective set).
+        let (e, p, i) = capget()?;
+        (e | (extra & p), p, i)
+    } else {
+        return Ok(());
+    };
     let mut hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -237,6 +274,9 @@ pub fn apply_final(plan: &CapabilityPlan) -> Result<()> {
             "capset (permitted, effective, inheritable)",
             Errno::last(),
         ));
+    }
+    if !plan.configured {
+        return Ok(());
     }
     for c in &plan.ambient {
         // SAFETY: prctl with integer arguments only.
@@ -351,7 +391,7 @@ mod tests {
                 eprintln!("{e}");
                 return 3;
             }
-            if let Err(e) = apply_final(&plan) {
+            if let Err(e) = apply_final(&plan, false) {
                 eprintln!("{e}");
                 return 4;
             }
@@ -388,7 +428,7 @@ mod tests {
         let code = in_child(|| {
             let before = status_field("CapBnd");
             let plan = CapabilityPlan::from_spec(None).unwrap();
-            if drop_bounding(&plan).is_err() || apply_final(&plan).is_err() {
+            if drop_bounding(&plan).is_err() || apply_final(&plan, false).is_err() {
                 return 2;
             }
             (status_field("CapBnd") != before) as i32

@@ -50,6 +50,18 @@ pub fn validate_hooks(stage: &str, hooks: &[Hook]) -> Result<()> {
 
 /// Runs the hooks of one stage in order; the first failure stops the rest.
 pub fn run_hooks(stage: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
+    run_hooks_filtered(stage, hooks, state_json, None)
+}
+
+/// [`run_hooks`], each hook process installing `filter` right before it execs (the
+/// startContainer hooks run in the container, under its seccomp filter, as with runc; the
+/// runtime's own process stays unfiltered until its own execve).
+pub fn run_hooks_filtered(
+    stage: &str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    filter: Option<&crate::seccomp::CompiledFilter>,
+) -> Result<()> {
     if hooks.is_empty() {
         return Ok(());
     }
@@ -59,12 +71,17 @@ pub fn run_hooks(stage: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
     // container init may run with SIGPIPE's default action).
     let _pipe_guard = SigpipeGuard::block();
     for h in hooks {
-        run_one(stage, h, state_json)?;
+        run_one(stage, h, state_json, filter)?;
     }
     Ok(())
 }
 
-fn run_one(stage: &str, hook: &Hook, state: &[u8]) -> Result<()> {
+fn run_one(
+    stage: &str,
+    hook: &Hook,
+    state: &[u8],
+    filter: Option<&crate::seccomp::CompiledFilter>,
+) -> Result<()> {
     let path = hook.path();
     let what = || format!("{stage} hook {}", path.display());
     let mut cmd = Command::new(path);
@@ -88,6 +105,19 @@ fn run_one(stage: &str, hook: &Hook, state: &[u8]) -> Result<()> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(f) = filter {
+        let f = f.clone();
+        // SAFETY: the closure runs in the forked child of a single-threaded process (the
+        // container's init), where installing a filter (one seccomp(2) call on a program
+        // already built) is sound.
+        unsafe {
+            cmd.pre_exec(move || {
+                crate::seccomp::install(&f).map(|_| ()).map_err(|e| {
+                    std::io::Error::from_raw_os_error(e.errno().map_or(libc::EPERM, |e| e as i32))
+                })
+            });
+        }
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::io(format!("{stage} hook"), path, e))?;

@@ -208,7 +208,19 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     }
 
     let conn = accept_start(a.start_listener)?;
-    if let Err(e) = hooks::run_hooks("startContainer", &plan.hooks.start_container, &state_bytes) {
+    // Under the container's filter, unless the init has it already (a NOTIFY profile).
+    let hook_filter = plan
+        .process
+        .seccomp
+        .as_ref()
+        .filter(|_| prepared.seccomp_late)
+        .map(|sc| &sc.filter);
+    if let Err(e) = hooks::run_hooks_filtered(
+        "startContainer",
+        &plan.hooks.start_container,
+        &state_bytes,
+        hook_filter,
+    ) {
         fail_start(conn, &e);
     }
     let err = final_exec(&plan.process, &prepared);
@@ -232,15 +244,17 @@ pub fn forbid_inspection() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
-/// The last steps before exec, shared by the init and `exec`: resolve the
-/// program (so "not found" is reported before anything runs), apply the
-/// limits, scheduling and capabilities that need privilege, switch user,
-/// close fds.
+/// The last steps before exec, shared by the init and `exec`: resolve the program (so "not
+/// found" is reported before anything runs), then everything the runtime itself does while
+/// still privileged (limits, scheduling, working directory, fds, LSM, user, capabilities).
 ///
-/// Seccomp goes as late as it can: without no_new_privs the filter needs
-/// CAP_SYS_ADMIN, so it is installed before the user switch; with a NOTIFY
-/// listener it must be handed to the runtime before `Ready`; otherwise it
-/// is left to the caller to install right before execve.
+/// The seccomp filter is the container's, not the runtime's: it is installed by
+/// [`final_exec`] right before execve, so nothing skiff does depends on what the profile
+/// allows. Without no_new_privs that needs CAP_SYS_ADMIN then, after the user switch and the
+/// capability drop: it is kept in the effective and permitted sets until execve, which drops
+/// what is not in the process's bounding, inheritable or ambient sets. The exception is a
+/// profile with SCMP_ACT_NOTIFY rules: its listener goes to the runtime (and the agent) at
+/// `create`, as with runc, so that filter is installed here, before the user switch.
 pub fn prepare_process(p: &ProcessPlan, channel: &Channel) -> Result<Prepared> {
     let mut env = p.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -259,26 +273,35 @@ pub fn prepare_process(p: &ProcessPlan, channel: &Channel) -> Result<Prepared> {
     if let Some(io) = &p.io_priority {
         crate::sched::apply_io_priority(io)?;
     }
+    // The working directory as root first, as runc does: the process's user may not be able
+    // to reach it (uid 42 with cwd /root), yet it runs there. Where root may not (a 0700
+    // directory of the user's, without CAP_DAC_OVERRIDE), again after the switch.
+    let cwd_later = match nix::unistd::chdir(&p.cwd) {
+        Ok(()) => false,
+        Err(Errno::EACCES) => true,
+        Err(e) => return Err(Error::sys_path("chdir to process.cwd", &p.cwd, e)),
+    };
+    if !cwd_later {
+        crate::rootfs::verify_cwd_inside_root()?;
+    }
+    exec::prepare_fds(p.extra_fds)?;
+    crate::lsm::apply(p.apparmor_profile.as_deref(), p.selinux_label.as_deref())?;
     let mut seccomp_late = false;
     if let Some(sc) = &p.seccomp {
-        if !p.no_new_privileges {
+        if sc.filter.has_listener() {
             install_seccomp(sc, channel)?;
         } else {
             seccomp_late = true;
         }
     }
     user::switch_user(&p.user)?;
-    capabilities::apply_final(&p.capabilities)?;
-    nix::unistd::chdir(&p.cwd).map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
-    crate::rootfs::verify_cwd_inside_root()?;
-    exec::prepare_fds(p.extra_fds)?;
-    crate::lsm::apply(p.apparmor_profile.as_deref(), p.selinux_label.as_deref())?;
-    if let (true, Some(sc)) = (seccomp_late, &p.seccomp) {
-        if sc.filter.has_listener() {
-            install_seccomp(sc, channel)?;
-            seccomp_late = false;
-        }
+    if cwd_later {
+        nix::unistd::chdir(&p.cwd)
+            .map_err(|e| Error::sys_path("chdir to process.cwd", &p.cwd, e))?;
+        crate::rootfs::verify_cwd_inside_root()?;
     }
+    let keep_for_seccomp = seccomp_late && !p.no_new_privileges;
+    capabilities::apply_final(&p.capabilities, keep_for_seccomp)?;
     Ok(Prepared {
         program,
         env,
@@ -305,13 +328,18 @@ pub fn install_seccomp(sc: &crate::container::plan::SeccompSetup, channel: &Chan
     }
 }
 
-/// The exec itself, with the late seccomp filter and the final CPU affinity.
+/// The exec itself, with the final CPU affinity and the seccomp filter: execve is the only
+/// syscall of the runtime's the filter sees (argv and envp are built before it).
 pub fn final_exec(p: &ProcessPlan, prepared: &Prepared) -> Error {
     if let Some(aff) = &p.affinity {
         if let Err(e) = crate::sched::apply_final_affinity(aff, 0) {
             return e;
         }
     }
+    let ready = match exec::PreparedExec::new(&prepared.program, &p.args, &prepared.env) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
     if prepared.seccomp_late {
         if let Some(sc) = &p.seccomp {
             if let Err(e) = crate::seccomp::install(&sc.filter) {
@@ -319,7 +347,7 @@ pub fn final_exec(p: &ProcessPlan, prepared: &Prepared) -> Error {
             }
         }
     }
-    let err = exec::exec(&prepared.program, &p.args, &prepared.env);
+    let err = ready.exec();
     match p.seccomp.as_ref().and_then(|s| s.execve_denial.as_ref()) {
         Some(why) => Error::Context {
             context: why.clone(),
