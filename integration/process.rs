@@ -63,6 +63,44 @@ fn cwd() {
     assert_eq!(c.sh_ok("pwd"), "/etc\n");
 }
 
+/// The working directory is entered before the user switch and the capability drop (as
+/// runc): a user who could not enter it still starts there.
+#[test]
+fn cwd_entered_before_the_user_switch() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Ctx::new("cwd_before_user");
+    let root_home = c.rootfs_path().join("root");
+    fs::create_dir_all(&root_home).unwrap();
+    fs::set_permissions(&root_home, fs::Permissions::from_mode(0o700)).unwrap();
+    c.spec["process"]["user"] = json!({"uid": 42, "gid": 42});
+    c.spec["process"]["cwd"] = json!("/root");
+    assert_eq!(c.sh_ok("echo $(id -u) $PWD"), "42 /root\n");
+
+    // exec --user 0 into a 0700 directory of uid 42's, with the default capabilities (no
+    // CAP_DAC_OVERRIDE): entered while the process still has every capability.
+    let home = c.rootfs_path().join("home/u42");
+    fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(42), Some(42)).unwrap();
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+    c.id = c.new_id();
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    let out = c.rt(&[
+        "exec",
+        "--user",
+        "0",
+        "--cwd",
+        "/home/u42",
+        &c.id,
+        "sh",
+        "-c",
+        "pwd",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout, "/home/u42\n");
+}
+
 #[test]
 fn args_passed_verbatim() {
     let mut c = Ctx::new("args");
