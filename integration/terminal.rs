@@ -208,3 +208,84 @@ fn run_without_terminal_has_no_tty() {
     out.ok();
     assert!(out.stdout.contains("not a tty"), "{out:?}");
 }
+
+/// Run `script` (ending in `echo DONE`) in the shell behind the pty master `master`.
+fn pty_script(master: &File, script: &str) -> String {
+    let mut m = master;
+    m.write_all(format!("{script}; echo DO$((1))NE\n").as_bytes())
+        .unwrap();
+    read_until(master, "DO1NE", Duration::from_secs(10))
+}
+
+/// The pty belongs to the process's user (group tty, the devpts's), so a non-root process can
+/// reopen its own /dev/pts/N; for the init and for `exec -t --user`.
+#[test]
+fn pty_is_owned_by_the_process_user() {
+    let mut c = Ctx::new("pty_owner");
+    c.spec["process"]["terminal"] = json!(true);
+    c.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c.set_args(&["sh"]);
+    let sock = c.path("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    c.write_spec();
+    c.track(&c.id);
+    let pid_file = c.pid_file(&c.id);
+    let b = c.bundle.to_str().unwrap().to_string();
+    let mut child = c
+        .command(&[
+            "create",
+            "--bundle",
+            &b,
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &c.id,
+        ])
+        .stdout(File::create(c.out_file(&c.id)).unwrap())
+        .stderr(File::create(c.err_file(&c.id)).unwrap())
+        .spawn()
+        .unwrap();
+    let (master, _stream) = receive_console(&listener, Duration::from_secs(10));
+    wait_for(Duration::from_secs(10), "create", || {
+        child.try_wait().unwrap()
+    });
+    c.track_pid(c.read_pid_file(&c.id).expect("pid file"));
+    c.start().ok();
+    let out = pty_script(
+        &master,
+        "stat -c 'owner=%u:%g' $(tty); (echo x > $(tty)) 2>/dev/null && echo reopened",
+    );
+    assert!(out.contains("owner=1000:5"), "{out:?}");
+    assert!(out.contains("reopened"), "{out:?}");
+
+    // exec -t --user 1001 with a console socket of its own.
+    let sock2 = c.path("exec.sock");
+    let listener2 = UnixListener::bind(&sock2).unwrap();
+    let mut exec = c
+        .command(&[
+            "exec",
+            "-t",
+            "-d",
+            "--user",
+            "1001:1001",
+            "--console-socket",
+            sock2.to_str().unwrap(),
+            &c.id,
+            "sh",
+        ])
+        .stdout(File::create(c.path("exec.out")).unwrap())
+        .stderr(File::create(c.path("exec.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let (master2, _s2) = receive_console(&listener2, Duration::from_secs(10));
+    wait_for(Duration::from_secs(10), "exec", || exec.try_wait().unwrap());
+    let out = pty_script(
+        &master2,
+        "stat -c 'owner=%u:%g' $(tty); (echo x > $(tty)) 2>/dev/null && echo reopened; exit",
+    );
+    assert!(out.contains("owner=1001:5"), "{out:?}");
+    assert!(out.contains("reopened"), "{out:?}");
+    (&master).write_all(b"exit 0\n").unwrap();
+    c.wait_status(&c.id, "stopped");
+}

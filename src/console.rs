@@ -27,10 +27,13 @@ fn ioctl_err(op: &str) -> Error {
 /// `bind_console`: make /dev/console this pty. Only the container's first
 /// process does (as runc): an exec'd process's pty would outlive neither
 /// its process nor the next exec, and must not change the container's mounts.
+/// `owner`: the process's uid; the pty is made its own (the group stays the devpts's, tty),
+/// as runc does, so a non-root process can reopen its own /dev/pts/N.
 pub fn setup_console(
     socket: BorrowedFd<'_>,
     size: Option<(u16, u16)>,
     bind_console: bool,
+    owner: u32,
 ) -> Result<()> {
     // SAFETY: NUL-terminated literal path; the returned fd is owned below.
     let fd = unsafe {
@@ -54,6 +57,13 @@ pub fn setup_console(
 
     let peer = open_peer(&master)?;
     check_container_pty(&master, &peer)?;
+    // SAFETY: fchown on an fd we own; -1 keeps the group.
+    if unsafe { libc::fchown(peer.as_raw_fd(), owner, u32::MAX) } != 0 {
+        return Err(Error::sys(
+            format!("chown the pty to uid {owner}"),
+            Errno::last(),
+        ));
+    }
     if bind_console {
         bind_dev_console(&peer)?;
     }
@@ -524,7 +534,7 @@ mod tests {
                     return 5;
                 }
             }
-            if let Err(e) = setup_console(a.as_fd(), Some((33, 120)), true) {
+            if let Err(e) = setup_console(a.as_fd(), Some((33, 120)), true, 0) {
                 eprintln!("{e}");
                 return 2;
             }
@@ -573,7 +583,7 @@ mod tests {
             if mount(Some("/dev/null"), "/dev/ptmx", none, MsFlags::MS_BIND, none).is_err() {
                 return 6;
             }
-            match setup_console(a.as_fd(), None, false) {
+            match setup_console(a.as_fd(), None, false, 0) {
                 Err(e) if e.to_string().contains("not the pty multiplexer") => 0,
                 Err(_) => 2,
                 Ok(()) => 3,

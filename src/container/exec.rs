@@ -321,7 +321,7 @@ fn child_main(a: ChildArgs<'_>) -> ! {
         if let Some(fd) = a.console {
             // SAFETY: the fd stays open in this process until we close it below.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-            crate::console::setup_console(sock, a.plan.console_size, false)
+            crate::console::setup_console(sock, a.plan.console_size, false, a.plan.user.uid())
                 .context("set up the console")?;
             // SAFETY: closing our own copy after use.
             unsafe { libc::close(fd) };

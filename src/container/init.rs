@@ -181,8 +181,13 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     if let Some(fd) = a.console {
         // SAFETY: the parent keeps this fd open in our copy until exec.
         let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-        crate::console::setup_console(sock, plan.process.console_size, true)
-            .context("set up the console")?;
+        crate::console::setup_console(
+            sock,
+            plan.process.console_size,
+            true,
+            plan.process.user.uid(),
+        )
+        .context("set up the console")?;
         // SAFETY: the socket has done its job; closing our own fd.
         unsafe { libc::close(fd) };
     }
