@@ -62,6 +62,7 @@ echo "build-image: bootstrapping Debian 12 into $tree" >&2
 # No documentation, manual pages or translations; dpkg runs under eatmydata (no fsync).
 # The essential hook, which runs before the kernel is installed, makes the initramfs small: only
 # the modules a virtio disk with ext4 and the 9p shares need (and less to decompress under TCG).
+# shellcheck disable=SC2016 # the hooks' $1 is mmdebstrap's (the tree), expanded by its shell
 mmdebstrap --variant=apt --mode=root --format=directory \
 	--include="$packages" \
 	--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for hack/vm/*.sh (sourced, not run).
 
 vm_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

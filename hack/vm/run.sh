@@ -43,7 +43,7 @@ die() {
 	exit 2
 }
 
-cgroup=v2 repo_mode=rw workdir= timeout=3600 memory=4G cpus=2 accel=auto append= console= quiet=
+cgroup=v2 repo_mode=rw workdir='' timeout=3600 memory=4G cpus=2 accel=auto append='' console='' quiet=''
 shares=() envs=()
 while (($#)); do
 	case $1 in
@@ -152,7 +152,7 @@ probe_kvm() {
 	(timeout 30 qemu-system-x86_64 -accel kvm -cpu host -m 256M -smp 1 -nodefaults -no-user-config \
 		-display none -no-reboot -serial "file:$log" -kernel "$vm_kernel" \
 		-append "console=ttyS0 panic=-1 root=/dev/nonexistent" </dev/null >"$run/kvm-probe.qemu.log" 2>&1
-		status=$?) \
+		true) \
 		>/dev/null 2>&1 || true
 	local answer=tcg
 	grep -qs 'Kernel panic\|VFS: ' "$log" && answer=kvm
@@ -166,6 +166,7 @@ if [[ $accel == kvm ]]; then
 	accel_args=(-accel kvm -cpu host)
 else
 	# TCG: every vCPU on a host thread of its own.
+	# shellcheck disable=SC2054 # commas separate QEMU's sub-options
 	accel_args=(-accel tcg,thread=multi,tb-size=512 -cpu max)
 fi
 
@@ -184,7 +185,8 @@ for line in "${share_lines[@]}"; do
 	virtfs+=(-virtfs "local,path=$host,mount_tag=$tag,security_model=passthrough,multidevs=remap$ro")
 done
 
-qemu_pid= tails=()
+qemu_pid='' tails=()
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
 		kill -TERM "$qemu_pid" 2>/dev/null || true
@@ -236,7 +238,7 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 done
 qemu_rc=0
 wait "$qemu_pid" || qemu_rc=$?
-qemu_pid=
+qemu_pid=''
 for p in "${tails[@]}"; do wait "$p" 2>/dev/null || true; done
 tails=()
 elapsed=$(($(date +%s) - start))
