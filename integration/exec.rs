@@ -1124,3 +1124,21 @@ fn passwd_fifo_does_not_hang_run_or_exec() {
     out.ok();
     assert_eq!(out.stdout, "home=/\n");
 }
+
+/// `exec --process FILE` with only cwd and args (all the schema requires): uid 0, gid 0, as
+/// runc runs it, whatever the container's own user.
+#[test]
+fn process_file_without_user_runs_as_root() {
+    let mut c = Ctx::new("exec_no_user");
+    c.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    running(&mut c);
+    let p = c.path("process.json");
+    fs::write(
+        &p,
+        r#"{"cwd": "/", "args": ["/bin/sh", "-c", "echo $(/bin/id -u):$(/bin/id -g)"]}"#,
+    )
+    .unwrap();
+    let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
+    out.ok();
+    assert_eq!(out.stdout, "0:0\n");
+}

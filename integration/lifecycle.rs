@@ -291,3 +291,19 @@ fn id_starting_with_a_dot_runs() {
     out.ok();
     assert_eq!(out.stdout, "ran\n");
 }
+
+/// `kill ID 0` (also with --all) sends nothing and says whether the container still runs:
+/// engines use it as a liveness probe, as with runc.
+#[test]
+fn kill_zero_is_a_liveness_probe() {
+    let mut c = Ctx::new("kill_zero");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    c.kill_id(&c.id, "0").ok();
+    c.rt(&["kill", "--all", &c.id, "0"]).ok();
+    assert_eq!(c.status(&c.id), "running");
+    c.kill_id(&c.id, "KILL").ok();
+    c.wait_status(&c.id, "stopped");
+    c.kill_id(&c.id, "0").fails();
+}

@@ -118,7 +118,8 @@ pub fn parse(text: &str) -> Result<i32> {
     let bad = || Error::msg(format!("invalid signal: {text:?}"));
     if let Ok(n) = text.parse::<i32>() {
         let max = libc::SIGRTMAX();
-        return if (1..=max).contains(&n) {
+        // 0 checks that the process exists (runc takes it: engines use it as a liveness probe).
+        return if (0..=max).contains(&n) {
             Ok(n)
         } else {
             Err(bad())

@@ -457,10 +457,17 @@ pub fn process_from_file(path: &Path) -> Result<Process> {
     } else {
         std::fs::read(path).map_err(|e| Error::io("read --process", path, e))?
     };
-    if crate::sched::spec_needs_fixup(&bytes) {
+    // The schema requires only cwd and args: without a user the process runs as 0:0 (runc),
+    // and oci-spec needs the object: add it. Either case goes through a Value then.
+    let needs_user = !bytes.windows(6).any(|w| w == b"\"user\"");
+    if needs_user || crate::sched::spec_needs_fixup(&bytes) {
         // runtime-spec spellings oci-spec does not read: go through a Value.
         let mut value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::msg(format!("{}: malformed JSON: {e}", path.display())))?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
         crate::sched::fixup_spec_json(&mut value, true);
         return serde_path_to_error::deserialize(value).map_err(|e| {
             Error::msg(format!(
