@@ -1135,7 +1135,7 @@ fn process_file_without_user_runs_as_root() {
     let p = c.path("process.json");
     fs::write(
         &p,
-        r#"{"cwd": "/", "args": ["/bin/sh", "-c", "echo $(/bin/id -u):$(/bin/id -g)"]}"#,
+        r#"{"cwd": "/", "args": ["/bin/sh", "-c", "echo $(/usr/bin/id -u):$(/usr/bin/id -g)"]}"#,
     )
     .unwrap();
     let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
