@@ -1002,3 +1002,27 @@ fn memory_use_hierarchy_false_refused() {
         .fails_with("linux.resources.memory.useHierarchy", None);
     c.assert_clean();
 }
+
+/// An exec'd process gets the container's linux.personality and linux.memoryPolicy, as the
+/// init does.
+#[test]
+fn exec_gets_personality_and_memory_policy() {
+    skiff_only!("runc 1.1 ignores linux.personality and linux.memoryPolicy");
+    let mut c = Ctx::new("exec_persona");
+    c.spec["linux"]["personality"] = json!({"domain": "LINUX32"});
+    c.spec["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    let out = c.rt(&[
+        "exec",
+        &c.id,
+        "sh",
+        "-c",
+        "uname -m; head -n1 /proc/self/numa_maps",
+    ]);
+    out.ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "i686", "{out:?}");
+    assert_eq!(numa_policy(lines[1]), "interleave:0", "{out:?}");
+}

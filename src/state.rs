@@ -53,6 +53,11 @@ pub struct ContainerState {
     /// linux.seccomp: `exec`'d processes get the container's filter.
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// linux.memoryPolicy and linux.personality: `exec`'d processes get them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
     /// What create made under /sys/fs/resctrl, removed by delete.
     #[serde(default)]
     pub rdt: Option<crate::rdt::RdtCleanup>,
@@ -437,6 +442,8 @@ mod tests {
             own_pid_ns: true,
             process: None,
             seccomp: None,
+            memory_policy: None,
+            personality: None,
             rdt: None,
             creator: None,
             cgroup: None,

@@ -168,6 +168,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         rdt: None,
         process: spec.process().clone(),
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        memory_policy: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().clone()),
+        personality: spec.linux().as_ref().and_then(|l| l.personality().clone()),
         creator: spawn::stat_start_time(own_pid).map(|(t, _)| (own_pid, t)),
     };
     // From here on, a create killed at any point leaves a state from which

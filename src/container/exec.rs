@@ -105,7 +105,11 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     let attach = !opts.detach && opts.console_socket.is_none();
     let plan = process_plan(
         &opts.process,
-        st.seccomp.as_ref(),
+        crate::container::plan::ContainerWide {
+            seccomp: st.seccomp.as_ref(),
+            memory_policy: st.memory_policy.as_ref(),
+            personality: st.personality.as_ref(),
+        },
         TerminalWiring {
             console_socket: opts.console_socket.is_some(),
             attach,

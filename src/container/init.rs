@@ -194,12 +194,6 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     plan.sysctl.apply()?;
     rootfs::finish(&plan.rootfs)?;
 
-    if let Some(m) = &plan.memory_policy {
-        crate::mempolicy::apply(m)?;
-    }
-    if let Some(x) = &plan.personality {
-        crate::personality::apply(x)?;
-    }
     let prepared = prepare_process(&plan.process, a.channel)?;
 
     a.channel.send(&ToParent::Ready)?;
@@ -266,6 +260,12 @@ pub fn prepare_process(p: &ProcessPlan, channel: &Channel) -> Result<Prepared> {
         env.push(format!("HOME={}", home_of(p.user.uid())));
     }
     let program = exec::find_executable(&p.args[0], &env, &p.cwd)?;
+    if let Some(m) = &p.memory_policy {
+        crate::mempolicy::apply(m)?;
+    }
+    if let Some(x) = &p.personality {
+        crate::personality::apply(x)?;
+    }
     rlimits::apply(&p.rlimits)?;
     capabilities::drop_bounding(&p.capabilities)?;
     if p.no_new_privileges {

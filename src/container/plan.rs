@@ -49,8 +49,21 @@ pub struct ProcessPlan {
     pub io_priority: Option<crate::sched::IoPriorityPlan>,
     pub affinity: Option<crate::sched::AffinityPlan>,
     pub seccomp: Option<SeccompSetup>,
+    /// linux.memoryPolicy and linux.personality: container-wide, applied to the init and to
+    /// every exec'd process alike (as runc does).
+    pub memory_policy: Option<crate::mempolicy::MemPolicyPlan>,
+    pub personality: Option<crate::personality::PersonalityPlan>,
     /// fds 3.. kept open for the process: LISTEN_FDS first, then --preserve-fds.
     pub extra_fds: u32,
+}
+
+/// The container-wide settings of `linux` that every process of the container gets: from
+/// config.json for the init, from the state for `exec`.
+#[derive(Clone, Copy, Default)]
+pub struct ContainerWide<'a> {
+    pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+    pub memory_policy: Option<&'a oci_spec::runtime::LinuxMemoryPolicy>,
+    pub personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
 }
 
 /// A compiled seccomp filter and where its NOTIFY listener goes.
@@ -97,8 +110,6 @@ pub struct ContainerPlan {
     pub hooks: Hooks,
     pub new_keyring: bool,
     pub cgroup: crate::cgroups::CgroupPlan,
-    pub memory_policy: Option<crate::mempolicy::MemPolicyPlan>,
-    pub personality: Option<crate::personality::PersonalityPlan>,
     pub net_devices: crate::netdev::NetDevPlan,
     pub rdt: Option<crate::rdt::RdtPlan>,
 }
@@ -158,7 +169,11 @@ impl ContainerPlan {
             .ok_or_else(|| Error::config("process", "missing"))?;
         let process = process_plan(
             process,
-            linux.and_then(|l| l.seccomp().as_ref()),
+            ContainerWide {
+                seccomp: linux.and_then(|l| l.seccomp().as_ref()),
+                memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
+                personality: linux.and_then(|l| l.personality().as_ref()),
+            },
             TerminalWiring {
                 console_socket: opts.console_socket.is_some(),
                 attach: opts.attach_terminal,
@@ -213,14 +228,6 @@ impl ContainerPlan {
             hooks,
             new_keyring: !opts.no_new_keyring,
             cgroup: crate::cgroups::CgroupPlan::from_spec(spec, &opts.id)?,
-            memory_policy: linux
-                .and_then(|l| l.memory_policy().as_ref())
-                .map(crate::mempolicy::MemPolicyPlan::from_spec)
-                .transpose()?,
-            personality: linux
-                .and_then(|l| l.personality().as_ref())
-                .map(crate::personality::PersonalityPlan::from_spec)
-                .transpose()?,
             net_devices: crate::netdev::NetDevPlan::from_spec(spec)?,
             rdt: crate::rdt::RdtPlan::from_spec(
                 linux.and_then(|l| l.intel_rdt().as_ref()),
@@ -251,7 +258,7 @@ pub struct TerminalWiring {
 /// setup needs.
 pub fn process_plan(
     process: &Process,
-    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    wide: ContainerWide<'_>,
     wiring: TerminalWiring,
     preserve_fds: u32,
 ) -> Result<ProcessPlan> {
@@ -337,7 +344,15 @@ pub fn process_plan(
             .map(crate::sched::AffinityPlan::from_spec)
             .transpose()?
             .filter(|a| !a.is_empty()),
-        seccomp: seccomp.map(SeccompSetup::from_spec).transpose()?,
+        seccomp: wide.seccomp.map(SeccompSetup::from_spec).transpose()?,
+        memory_policy: wide
+            .memory_policy
+            .map(crate::mempolicy::MemPolicyPlan::from_spec)
+            .transpose()?,
+        personality: wide
+            .personality
+            .map(crate::personality::PersonalityPlan::from_spec)
+            .transpose()?,
         extra_fds: listen_fds + preserve_fds,
     })
 }
