@@ -613,3 +613,42 @@ fn rslave_volume_propagates_into_the_container_only() {
         "(host mount seen inside, container mount seen on the host)"
     );
 }
+
+/// A bind source that only host root can reach (under a 0700 directory of root's), in a
+/// container with a user namespace: the runtime opens it before the init enters the user
+/// namespace, as runc does.
+#[test]
+fn bind_source_only_host_root_can_reach_in_a_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Ctx::new("bind_root_only");
+    c.set_namespace("user", None);
+    c.set_namespace("network", None);
+    c.spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c.spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let private = c.path("root-only");
+    let src = private.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "reached\n").unwrap();
+    fs::set_permissions(&src.join("f"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    c.add_mount(json!({"destination": "/mnt", "type": "bind", "source": src.to_str().unwrap(), "options": ["rbind", "ro"]}));
+    assert_eq!(c.sh_ok("cat /mnt/f"), "reached\n");
+}
+
+/// A /dev asked read-only ("ro" among its options) is made read-only once /dev/pts, /dev/shm,
+/// the devices and the links are in place (mounted read-only at once, none could be made).
+#[test]
+fn read_only_dev_is_complete_and_read_only() {
+    let mut c = Ctx::new("dev_ro");
+    for m in c.spec["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    let out = c.sh_ok(
+        "touch /dev/x 2>/dev/null && echo dev-writable; echo hi > /dev/null && echo null-ok; \
+         [ -c /dev/zero ] && echo zero; [ -L /dev/stdout ] && echo links; \
+         [ -d /dev/pts ] && echo pts; touch /dev/shm/y && echo shm-writable",
+    );
+    assert_eq!(out, "null-ok\nzero\nlinks\npts\nshm-writable\n");
+}

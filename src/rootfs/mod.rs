@@ -104,6 +104,9 @@ pub struct RootfsPlan {
     /// Empty when /dev is a bind mount from the host.
     devices: Vec<DevicePlan>,
     setup_dev: bool,
+    /// /dev was asked read-only: mounted writable, made read-only once /dev/pts, /dev/shm,
+    /// the devices and the links are in place.
+    dev_readonly: bool,
     ptmx_symlink: bool,
     masked: Vec<ContainerPath>,
     readonly_paths: Vec<ContainerPath>,
@@ -201,6 +204,13 @@ impl RootfsPlan {
         let dev_is_host_bind = mounts
             .iter()
             .any(|m| m.dest.abs.as_bytes() == b"/dev" && m.is_bind());
+        let mut dev_readonly = false;
+        for m in mounts.iter_mut() {
+            if m.dest.abs.as_bytes() == b"/dev" && !m.is_bind() && m.flags & MS_RDONLY != 0 {
+                m.flags &= !MS_RDONLY;
+                dev_readonly = true;
+            }
+        }
         let setup_dev = !dev_is_host_bind;
         let devices = if setup_dev {
             devices::plan(linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]))?
@@ -251,6 +261,7 @@ impl RootfsPlan {
             mounts,
             devices,
             setup_dev,
+            dev_readonly,
             ptmx_symlink,
             masked,
             readonly_paths,
@@ -355,6 +366,18 @@ pub fn prepare_with(
                 .with_context(|| format!("create device {}", d.path.display()))?;
         }
         devices::symlinks(root.as_fd(), plan.ptmx_symlink)?;
+    }
+    if plan.dev_readonly {
+        let dev = paths::open_in_root(root.as_fd(), c"dev", libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(|e| Error::sys_path("open", "/dev", e))?;
+        let attr = newmount::MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        newmount::setattr(dev.as_fd(), false, &attr)
+            .map_err(|e| Error::sys_path("make read-only (mount_setattr)", "/dev", e))?;
     }
     Ok(())
 }
