@@ -859,16 +859,26 @@ fn annotations_absent_is_empty_or_missing() {
 }
 
 /// SELinux is not enabled here: a mount label cannot be applied and must not be dropped.
+/// Without SELinux a mount label means nothing: ignored with a warning (as crun does), while
+/// process.selinuxLabel stays refused (it promises confinement).
 #[test]
-fn mount_label_refused_without_selinux() {
-    skiff_only!("runc 1.1 ignores mountLabel without SELinux");
+fn mount_label_ignored_without_selinux() {
+    skiff_only!("runc 1.1 passes context= to the mounts anyway, and they fail");
     if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        eprintln!("skipped: this host runs SELinux");
         return;
     }
     let mut c = Ctx::new("mount_label");
     c.spec["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0:c1,c2");
-    c.create().fails_with("linux.mountLabel", None);
-    c.assert_clean();
+    let out = c.run_sh("echo ran");
+    out.ok();
+    assert_eq!(out.stdout, "ran\n");
+    if is_skiff() {
+        assert!(
+            out.stderr.contains("linux.mountLabel") && out.stderr.contains("ignored"),
+            "{out:?}"
+        );
+    }
 }
 
 #[test]

@@ -152,15 +152,16 @@ impl ContainerPlan {
             .filter(|l| !l.is_empty())
         {
             if !crate::lsm::selinux_enabled() {
+                // Without SELinux a label means nothing: ignored, as crun and runc do.
+                log::warn!(
+                    "linux.mountLabel {label:?} ignored: SELinux is not enabled on this host"
+                );
+            } else {
                 return Err(Error::config(
                     "linux.mountLabel",
-                    "SELinux is not enabled on this host",
+                    format!("{label:?}: SELinux mount labels are not applied by skiff; refusing rather than mounting unlabeled"),
                 ));
             }
-            return Err(Error::config(
-                "linux.mountLabel",
-                format!("{label:?}: SELinux mount labels are not applied by skiff; refusing rather than mounting unlabeled"),
-            ));
         }
         let sysctl = SysctlPlan::from_spec(linux.and_then(|l| l.sysctl().as_ref()), &namespaces)?;
         let process = spec
