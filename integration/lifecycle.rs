@@ -307,3 +307,103 @@ fn kill_zero_is_a_liveness_probe() {
     c.wait_status(&c.id, "stopped");
     c.kill_id(&c.id, "0").fails();
 }
+
+/// --no-pivot: the host's mounts do not stay in the container's mount namespace (chroot only
+/// hides them), so a process in a nested user namespace cannot mount a fresh, unmasked procfs
+/// or sysfs next to a full one of the host's.
+#[test]
+fn no_pivot_leaves_no_host_mount_behind() {
+    let mut c = Ctx::new("no_pivot_mounts");
+    c.set_args(&["sleep", "60"]);
+    c.write_spec();
+    c.create_id(&c.id.clone(), &["--no-pivot"]).ok();
+    c.start().ok();
+    let pid = c.read_pid_file(&c.id).expect("pid file");
+    // Every mount of its namespace, reachable or not (listmount(2), Linux 6.11+), against those
+    // the container sees: the difference may only be the mounts its rootfs lies on.
+    match mounts_in_mount_namespace(pid) {
+        None => eprintln!("listmount(2) with a namespace id is not available: count not checked"),
+        Some(all) => {
+            let visible = fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .unwrap()
+                .lines()
+                .count();
+            let rootfs = fs::canonicalize(c.rootfs_path()).unwrap();
+            let holders = parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap())
+                .iter()
+                .filter(|m| rootfs.starts_with(&m.mount_point))
+                .count();
+            // The host has hidden mounts of its own (the kernel's initial rootfs under "/"):
+            // those stay under the mounts that hold the rootfs too.
+            let host_all = mounts_in_mount_namespace(std::process::id() as i32).unwrap_or(0);
+            let host_visible = fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .count();
+            let host_hidden = host_all.saturating_sub(host_visible);
+            let strays = all.saturating_sub(visible);
+            let allowed = if is_skiff() {
+                holders + host_hidden
+            } else {
+                usize::MAX
+            };
+            assert!(
+                strays <= allowed,
+                "{strays} hidden mounts in the container's namespace ({all} in all, {visible} visible, {holders} hold the rootfs, {host_hidden} hidden on the host)"
+            );
+        }
+    }
+    // A nested user namespace may not mount procfs.
+    let out = c.rt(&[
+        "exec",
+        &c.id,
+        "sh",
+        "-c",
+        "mkdir -p /tmp/p; unshare -U -r -m sh -c 'mount -t proc proc /tmp/p && echo mounted'; true",
+    ]);
+    out.ok();
+    assert!(!out.stdout.contains("mounted"), "{out:?}");
+}
+
+/// The number of mounts in the mount namespace of `pid` (listmount(2) from the namespace's
+/// root), or None where the kernel cannot say.
+fn mounts_in_mount_namespace(pid: i32) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    const NS_GET_MNTNS_ID: libc::c_ulong = 0x8008_b705;
+    const SYS_LISTMOUNT: libc::c_long = 458;
+    const LSMT_ROOT: u64 = u64::MAX;
+    #[repr(C)]
+    struct MntIdReq {
+        size: u32,
+        spare: u32,
+        mnt_id: u64,
+        param: u64,
+        mnt_ns_id: u64,
+    }
+    let ns = fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+    let mut ns_id: u64 = 0;
+    // SAFETY: the ioctl writes one u64 to a valid pointer.
+    if unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_MNTNS_ID, &mut ns_id) } != 0 {
+        return None;
+    }
+    let req = MntIdReq {
+        size: 32,
+        spare: 0,
+        mnt_id: LSMT_ROOT,
+        param: 0,
+        mnt_ns_id: ns_id,
+    };
+    let mut ids = vec![0u64; 4096];
+    // SAFETY: a valid request of the size given and a writable buffer of `ids.len()` ids.
+    let n = unsafe {
+        libc::syscall(
+            SYS_LISTMOUNT,
+            &req as *const MntIdReq,
+            ids.as_mut_ptr(),
+            ids.len(),
+            0u32,
+        )
+    };
+    // The namespace's root mount is not among its children.
+    (n >= 0).then(|| n as usize + 1)
+}

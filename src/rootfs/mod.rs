@@ -408,6 +408,38 @@ fn check(r: libc::c_int, op: &str, path: &str) -> Result<()> {
     Ok(())
 }
 
+/// The mount points to detach before a chroot, deepest first: every mount of our namespace
+/// that is neither the rootfs (or below it) nor one of the mounts the rootfs lies on (those
+/// cannot go without it). What stays is hidden under the moved rootfs.
+fn mounts_outside(mounts: &[crate::mountinfo::MountInfo], rootfs: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mounts
+        .iter()
+        .map(|m| PathBuf::from(&m.mount_point))
+        .filter(|mp| !rootfs.starts_with(mp) && !mp.starts_with(rootfs))
+        .collect();
+    // Children before parents (deeper paths first); duplicates (stacked mounts) once.
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    out
+}
+
+/// --no-pivot: chroot leaves the old root's mounts in the namespace, out of sight but not out
+/// of reach (a full host procfs or sysfs there lets a nested user namespace mount a fresh,
+/// unmasked one). Detach them all first, each made a slave so nothing propagates to the host.
+fn detach_mounts_outside(rootfs: &Path) -> Result<()> {
+    let text = crate::mountinfo::read_own()?;
+    for mp in mounts_outside(&crate::mountinfo::parse(&text), rootfs) {
+        let c = paths::cstring(&mp, "mount point")?;
+        let _ = sys_mount(None, &c, None, MS_SLAVE | MS_REC, None);
+        match nix::mount::umount2(mp.as_path(), nix::mount::MntFlags::MNT_DETACH) {
+            // Gone with a parent detached before it, or not a mount point any more.
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys_path("detach (--no-pivot)", &mp, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Step 2: make the rootfs "/" (pivot_root, or MS_MOVE + chroot).
 pub fn enter(plan: &RootfsPlan) -> Result<()> {
     let rootfs = plan.rootfs.display().to_string();
@@ -418,6 +450,7 @@ pub fn enter(plan: &RootfsPlan) -> Result<()> {
         &rootfs,
     )?;
     if plan.no_pivot {
+        detach_mounts_outside(&plan.rootfs)?;
         sys_mount(Some(c"."), c"/", None, MS_MOVE_FLAG, None)
             .map_err(|e| Error::sys_path("move mount", &rootfs, e))?;
         // SAFETY: NUL-terminated path.
@@ -559,6 +592,24 @@ pub fn finish(plan: &RootfsPlan) -> Result<()> {
 #[cfg(test)]
 mod plan_tests {
     use super::*;
+
+    #[test]
+    fn no_pivot_detaches_everything_but_the_rootfs_and_what_holds_it() {
+        let text = "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                    2 1 0:5 / /proc rw - proc proc rw\n\
+                    3 1 0:6 / /sys rw - sysfs sysfs rw\n\
+                    4 3 0:7 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                    5 1 0:8 / /var rw - tmpfs tmpfs rw\n\
+                    6 5 8:1 /b /var/lib/c/rootfs rw - ext4 /dev/sda1 rw\n\
+                    7 6 0:9 / /var/lib/c/rootfs/proc rw - proc proc rw\n\
+                    8 1 0:10 / /var/lib/cx rw - tmpfs tmpfs rw\n";
+        let got = mounts_outside(
+            &crate::mountinfo::parse(text),
+            Path::new("/var/lib/c/rootfs"),
+        );
+        let got: Vec<&str> = got.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(got, ["/sys/fs/cgroup", "/var/lib/cx", "/proc", "/sys"]);
+    }
 
     fn spec(json: &str) -> Spec {
         serde_json::from_str(json).unwrap()
