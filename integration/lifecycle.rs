@@ -335,12 +335,20 @@ fn no_pivot_leaves_no_host_mount_behind() {
                 .count();
             // The host has hidden mounts of its own (the kernel's initial rootfs under "/"):
             // those stay under the mounts that hold the rootfs too.
-            let host_all = mounts_in_mount_namespace(std::process::id() as i32).unwrap_or(0);
-            let host_visible = fs::read_to_string("/proc/self/mountinfo")
-                .unwrap()
-                .lines()
-                .count();
-            let host_hidden = host_all.saturating_sub(host_visible);
+            // Other tests mount and unmount meanwhile: count until two reads agree.
+            let count = || {
+                fs::read_to_string("/proc/self/mountinfo")
+                    .unwrap()
+                    .lines()
+                    .count()
+            };
+            let host_hidden = loop {
+                let before = count();
+                let host_all = mounts_in_mount_namespace(std::process::id() as i32).unwrap_or(0);
+                if count() == before {
+                    break host_all.saturating_sub(before);
+                }
+            };
             let strays = all.saturating_sub(visible);
             let allowed = if is_skiff() {
                 holders + host_hidden
