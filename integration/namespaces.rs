@@ -210,3 +210,59 @@ fn join_namespace_by_path() {
     );
     assert_ne!(ns_link(&holder, "net"), ns_link("self", "net"));
 }
+
+/// No mount namespace in the config (missing namespaces are inherited, says the spec): the
+/// container runs in a chroot with its mounts in the host's table under its rootfs, exec goes
+/// into the same root, and delete removes every one of those mounts (runc and crun leave them).
+#[test]
+fn without_a_mount_namespace_mounts_go_under_the_rootfs_and_delete_removes_them() {
+    let mut c = Ctx::new("no_mount_ns");
+    c.remove_namespace("mount");
+    c.spec["root"]["readonly"] = json!(true);
+    if !is_skiff() {
+        // runc refuses masked and read-only paths without a mount namespace.
+        c.spec["linux"]["maskedPaths"] = json!([]);
+        c.spec["linux"]["readonlyPaths"] = json!([]);
+    }
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    let rootfs = fs::canonicalize(c.rootfs_path()).unwrap();
+    let rootfs = rootfs.to_str().unwrap().to_string();
+    let under = || {
+        parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap())
+            .into_iter()
+            .filter(|m| inside(&m.mount_point, &rootfs))
+            .count()
+    };
+    assert!(
+        under() >= 3,
+        "the container's mounts are not in the host's table"
+    );
+    let out = c.rt(&["exec", &c.id, "sh", "-c", "ls /proc/1/root/ >/dev/null && cat /etc/hostname; touch /x 2>/dev/null && echo writable; true"]);
+    out.ok();
+    // runc 1.1 runs the exec'd process in the host's root.
+    assert!(
+        out.stdout == "skiff\n" || !is_skiff(),
+        "exec did not land in the container's root: {out:?}"
+    );
+    c.kill_id(&c.id, "KILL").ok();
+    c.wait_status(&c.id, "stopped");
+    c.delete_id(&c.id, false).ok();
+    if is_skiff() {
+        assert_eq!(under(), 0, "mounts left under the rootfs after delete");
+        // A create that fails after its mounts were made (the program is missing) removes
+        // them too.
+        c.set_args(&["/no/such/program"]);
+        let id = c.new_id();
+        c.create_id(&id, &[]).fails();
+        assert_eq!(
+            under(),
+            0,
+            "mounts left under the rootfs after a failed create"
+        );
+    } else {
+        // runc leaves them: clean up for the harness's leftover check.
+        host_cmd("sh", &["-c", &format!("grep -o ' {rootfs}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l")]);
+    }
+}

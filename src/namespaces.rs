@@ -127,12 +127,6 @@ impl NamespacePlan {
                 None => Disposition::New,
             };
         }
-        if plan.mount == Disposition::Host {
-            return Err(Error::config(
-                "linux.namespaces",
-                "a mount namespace is required (skiff never changes the host's mount table)",
-            ));
-        }
         if let Some(offsets) = linux.and_then(|l| l.time_offsets().as_ref()) {
             if plan.time != Disposition::New {
                 return Err(Error::config(

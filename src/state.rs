@@ -72,6 +72,10 @@ pub struct ContainerState {
     /// The init has its own pid namespace (so signalling "all" is killing the init).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// No mount namespace of its own: its mounts are in the host's table under `rootfs`, and
+    /// `delete` unmounts them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_mounts: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,6 +446,7 @@ mod tests {
             own_pid_ns: true,
             process: None,
             seccomp: None,
+            host_mounts: false,
             memory_policy: None,
             personality: None,
             rdt: None,

@@ -37,6 +37,8 @@ pub struct Launched {
 struct Cleanup<'a> {
     store: &'a Store,
     id: String,
+    /// The rootfs whose mounts are in our table (no mount namespace): unmounted.
+    host_mounts: Option<PathBuf>,
     init: Option<(i32, Option<OwnedFd>)>,
     cgroup: Option<CgroupHandle>,
     rdt: Option<crate::rdt::RdtCleanup>,
@@ -66,6 +68,9 @@ impl Drop for Cleanup<'_> {
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
             let _ = cg.destroy();
+        }
+        if let Some(rootfs) = self.host_mounts.take() {
+            let _ = crate::rootfs::unmount_under(&rootfs);
         }
         let _ = self.store.remove(&self.id);
     }
@@ -103,6 +108,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     let mut cleanup = Cleanup {
         store,
         id: opts.id.clone(),
+        host_mounts: plan
+            .rootfs
+            .in_host_mount_ns()
+            .then(|| plan.rootfs.rootfs().to_path_buf()),
         init: None,
         cgroup: None,
         rdt: None,
@@ -164,6 +173,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         poststart_hooks: plan.hooks.poststart.clone(),
         poststop_hooks: plan.hooks.poststop.clone(),
         own_pid_ns: plan.namespaces.pid != Disposition::Host,
+        host_mounts: plan.rootfs.in_host_mount_ns(),
         cgroup: Some(CgroupHandle::resolve(&host_cgroups, &plan.cgroup.path)),
         rdt: None,
         process: spec.process().clone(),

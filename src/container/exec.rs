@@ -64,6 +64,28 @@ fn differing_namespaces(pid: i32) -> Result<libc::c_int> {
     Ok(flags)
 }
 
+/// The root of `pid` when it is not ours (a chroot), opened O_PATH.
+fn chroot_of(pid: i32) -> Result<Option<OwnedFd>> {
+    let theirs = format!("/proc/{pid}/root");
+    let (t, o) = (
+        std::fs::metadata(&theirs).map_err(|e| Error::io("stat", &theirs, e))?,
+        std::fs::metadata("/").map_err(|e| Error::io("stat", "/", e))?,
+    );
+    if (t.dev(), t.ino()) == (o.dev(), o.ino()) {
+        return Ok(None);
+    }
+    let fd = nix::fcntl::open(
+        theirs.as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys_path("open", &theirs, e))?;
+    // SAFETY: open returned a new fd that we own.
+    Ok(Some(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
+}
+
 fn setns_pidfd(pidfd: BorrowedFd<'_>, flags: libc::c_int, what: &str) -> Result<()> {
     if flags == 0 {
         return Ok(());
@@ -135,6 +157,13 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         .map(|s| s.as_raw_fd())
         .or_else(|| pair.as_ref().map(|(_, theirs)| theirs.as_raw_fd()));
 
+    // A container without a mount namespace of its own lives in a chroot of ours: the
+    // process goes into the init's root (`setns` of a mount namespace does that otherwise).
+    let init_root = if ns_flags & libc::CLONE_NEWNS == 0 {
+        chroot_of(st.pid)?
+    } else {
+        None
+    };
     let (parent_end, child_end) = Channel::pair()?;
     // The process must never be visible to the container while it still stands in the host's
     // mount namespace (its /proc/PID/root would be the host's root for a container with
@@ -165,6 +194,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
             plan: &plan,
             console: console_for_child,
             join_cgroup: st.cgroup.as_ref(),
+            init_root: init_root.as_ref().map(|f| f.as_raw_fd()),
         }),
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
@@ -284,6 +314,8 @@ struct ChildArgs<'a> {
     plan: &'a crate::container::plan::ProcessPlan,
     console: Option<RawFd>,
     join_cgroup: Option<&'a crate::cgroups::CgroupHandle>,
+    /// The init's root to chroot into (a container without a mount namespace of its own).
+    init_root: Option<RawFd>,
 }
 
 /// The first child of `exec`: the process itself, or the intermediate that forks it.
@@ -294,6 +326,7 @@ fn child_main(a: ChildArgs<'_>) -> ! {
         // fds: the state lock (a host directory), the parent's channel end, cgroup fds.
         let mut keep = vec![a.channel.raw_fd(), a.init_pidfd.as_raw_fd()];
         keep.extend(a.console);
+        keep.extend(a.init_root);
         crate::spawn::close_fds_from(3 + a.plan.extra_fds as RawFd, &keep)?;
         // execCPUAffinity.initial applies before the process joins the container.
         if let Some(aff) = &a.plan.affinity {
@@ -310,6 +343,13 @@ fn child_main(a: ChildArgs<'_>) -> ! {
         setns_pidfd(a.init_pidfd, a.ns_flags, "into the container's namespaces")?;
         // SAFETY: closing our copy of the init's pidfd; nothing uses it after the setns.
         unsafe { libc::close(a.init_pidfd.as_raw_fd()) };
+        if let Some(root) = a.init_root {
+            nix::unistd::fchdir(root).map_err(|e| Error::sys("fchdir to the init's root", e))?;
+            nix::unistd::chroot(".").map_err(|e| Error::sys("chroot to the init's root", e))?;
+            nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))?;
+            // SAFETY: our copy of the root fd, used.
+            unsafe { libc::close(root) };
+        }
         if a.via_intermediate {
             // SAFETY: single-threaded; the child continues below, the parent sends and exits.
             match unsafe { spawn::clone_fork(libc::CLONE_PARENT as u64, None) }? {

@@ -177,6 +177,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     if let Some(rdt) = &st.rdt {
         crate::rdt::remove(rdt)?;
     }
+    if st.host_mounts {
+        crate::rootfs::unmount_under(&st.rootfs)
+            .map_err(|e| Error::msg(format!("delete container {id}: unmount its mounts: {e}")))?;
+    }
     if !st.poststop_hooks.is_empty() {
         let json = plan::hook_state(id, "stopped", 0, &st.bundle, &st.annotations);
         if let Err(e) = hooks::run_hooks("poststop", &st.poststop_hooks, json.as_bytes()) {

@@ -94,6 +94,10 @@ pub struct RootfsPlan {
     readonly: bool,
     no_pivot: bool,
     in_userns: bool,
+    /// No mount namespace of its own (the spec allows it: missing namespaces are inherited):
+    /// the container's mounts go into our table under the rootfs, "/" keeps its propagation,
+    /// chroot instead of pivot_root, and `delete` unmounts them all.
+    host_mount_ns: bool,
     /// Flags for "/" in step 1.
     root_propagation: u64,
     /// The requested rootfsPropagation, applied again at the end.
@@ -174,6 +178,7 @@ impl RootfsPlan {
             net: has_ns(LinuxNamespaceType::Network),
             cgroup: has_ns(LinuxNamespaceType::Cgroup),
         };
+        let host_mount_ns = !has_ns(LinuxNamespaceType::Mount);
 
         let final_propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
             None | Some("") => None,
@@ -255,6 +260,7 @@ impl RootfsPlan {
             readonly: root.readonly().unwrap_or(false),
             no_pivot,
             in_userns,
+            host_mount_ns,
             root_propagation,
             final_propagation,
             parent_private,
@@ -273,6 +279,11 @@ impl RootfsPlan {
     /// Absolute (canonical) host path of the root filesystem.
     pub fn rootfs(&self) -> &Path {
         &self.rootfs
+    }
+
+    /// The container's mounts go into the runtime's own mount table (no mount namespace).
+    pub fn in_host_mount_ns(&self) -> bool {
+        self.host_mount_ns
     }
 }
 
@@ -319,19 +330,25 @@ pub fn prepare_with(
     idmapped: &DetachedMounts,
     host_mountinfo: Option<&str>,
 ) -> Result<()> {
-    sys_mount(None, c"/", None, plan.root_propagation, None)
-        .map_err(|e| Error::sys_path("set propagation of", "/", e))?;
-    if plan.parent_private {
-        make_parent_private(&plan.rootfs)?;
+    if !plan.host_mount_ns {
+        sys_mount(None, c"/", None, plan.root_propagation, None)
+            .map_err(|e| Error::sys_path("set propagation of", "/", e))?;
+        if plan.parent_private {
+            make_parent_private(&plan.rootfs)?;
+        }
     }
-    sys_mount(
-        Some(&plan.rootfs_c),
-        &plan.rootfs_c,
-        None,
-        MS_BIND | MS_REC,
-        None,
-    )
-    .map_err(|e| Error::sys_path("bind mount rootfs onto itself", &plan.rootfs, e))?;
+    // pivot_root needs the rootfs to be a mount; in the host's mount namespace only a
+    // read-only root does (its own mount, made read-only at the end; delete removes it).
+    if !plan.host_mount_ns || plan.readonly {
+        sys_mount(
+            Some(&plan.rootfs_c),
+            &plan.rootfs_c,
+            None,
+            MS_BIND | MS_REC,
+            None,
+        )
+        .map_err(|e| Error::sys_path("bind mount rootfs onto itself", &plan.rootfs, e))?;
+    }
     // SAFETY: NUL-terminated path; the result is checked before use.
     let fd = unsafe {
         libc::open(
@@ -440,6 +457,25 @@ fn detach_mounts_outside(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Unmount every mount at or below `rootfs` in our mount table, deepest first: what a
+/// container without a mount namespace of its own made there (`delete`, a failed create).
+pub fn unmount_under(rootfs: &Path) -> Result<()> {
+    let text = crate::mountinfo::read_own()?;
+    let mut points: Vec<PathBuf> = crate::mountinfo::parse(&text)
+        .into_iter()
+        .map(|m| PathBuf::from(m.mount_point))
+        .filter(|mp| mp.starts_with(rootfs))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for mp in points {
+        match nix::mount::umount2(mp.as_path(), nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys_path("unmount", &mp, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Step 2: make the rootfs "/" (pivot_root, or MS_MOVE + chroot).
 pub fn enter(plan: &RootfsPlan) -> Result<()> {
     let rootfs = plan.rootfs.display().to_string();
@@ -449,7 +485,10 @@ pub fn enter(plan: &RootfsPlan) -> Result<()> {
         "chdir",
         &rootfs,
     )?;
-    if plan.no_pivot {
+    if plan.host_mount_ns {
+        // SAFETY: NUL-terminated path.
+        check(unsafe { libc::chroot(c".".as_ptr()) }, "chroot", &rootfs)?;
+    } else if plan.no_pivot {
         detach_mounts_outside(&plan.rootfs)?;
         sys_mount(Some(c"."), c"/", None, MS_MOVE_FLAG, None)
             .map_err(|e| Error::sys_path("move mount", &rootfs, e))?;
@@ -581,7 +620,7 @@ pub fn finish(plan: &RootfsPlan) -> Result<()> {
             .map_err(|e| Error::sys_path("remount read-only", "/", e))
             .context("root.readonly")?;
     }
-    if let Some(p) = plan.final_propagation {
+    if let Some(p) = plan.final_propagation.filter(|_| !plan.host_mount_ns) {
         sys_mount(None, c"/", None, p, None)
             .map_err(|e| Error::sys_path("set propagation of", "/", e))
             .context("linux.rootfsPropagation")?;
