@@ -259,3 +259,40 @@ fn poststart_hook_can_call_the_runtime() {
     );
     assert_eq!(c.status(&c.id), "running");
 }
+
+/// A failing poststart or poststop hook does not stop the ones after it (the spec's MUST),
+/// and each failure is a warning naming the hook.
+#[test]
+fn after_a_failing_post_hook_the_next_ones_still_run() {
+    skiff_only!("runc 1.1 stops at the first failing poststart hook and kills the container");
+    let mut c = Ctx::new("hookfail-rest");
+    let dir = hook_dir(&c);
+    let fail = json!({"path": "/bin/false", "args": ["false"]});
+    c.spec["hooks"] = json!({
+        "poststart": [fail.clone(), recording_hook("poststart", &dir)],
+        "poststop": [fail, recording_hook("poststop", &dir)],
+    });
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    let out = c.start();
+    out.ok();
+    assert!(out.stderr.contains("poststart hook /bin/false"), "{out:?}");
+    let out = c.delete_id(&c.id, true);
+    out.ok();
+    assert!(out.stderr.contains("poststop hook /bin/false"), "{out:?}");
+    let order = fs::read_to_string(Path::new(&dir).join("order")).unwrap_or_default();
+    assert_eq!(order, "poststart\npoststop\n");
+}
+
+/// createContainer hooks run in the container's rootfs (as runc runs them; ldconfig hooks
+/// and others written for runc rely on it).
+#[test]
+fn create_container_hooks_run_in_the_rootfs() {
+    let mut c = Ctx::new("hook_cwd");
+    let dir = hook_dir(&c);
+    c.spec["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("pwd > {dir}/cwd")]}]});
+    c.create_ok();
+    let cwd = fs::read_to_string(Path::new(&dir).join("cwd")).unwrap();
+    let rootfs = fs::canonicalize(c.rootfs_path()).unwrap();
+    assert_eq!(cwd.trim(), rootfs.to_str().unwrap());
+}

@@ -50,17 +50,47 @@ pub fn validate_hooks(stage: &str, hooks: &[Hook]) -> Result<()> {
 
 /// Runs the hooks of one stage in order; the first failure stops the rest.
 pub fn run_hooks(stage: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
-    run_hooks_filtered(stage, hooks, state_json, None)
+    run_hooks_with(stage, hooks, state_json, &HookEnv::default())
 }
 
-/// [`run_hooks`], each hook process installing `filter` right before it execs (the
-/// startContainer hooks run in the container, under its seccomp filter, as with runc; the
-/// runtime's own process stays unfiltered until its own execve).
-pub fn run_hooks_filtered(
+/// Where and how a stage's hooks run, beyond the default (the caller's working directory,
+/// no seccomp filter).
+#[derive(Default)]
+pub struct HookEnv<'a> {
+    /// The hooks' working directory (createContainer: the container's rootfs, which hooks
+    /// written for runc, such as ldconfig hooks, rely on).
+    pub cwd: Option<&'a std::path::Path>,
+    /// A filter each hook process installs right before it execs (the startContainer hooks
+    /// run in the container under its seccomp filter, as with runc; the runtime's own process
+    /// stays unfiltered until its own execve).
+    pub filter: Option<&'a crate::seccomp::CompiledFilter>,
+}
+
+/// The hooks of a stage after which nothing depends on them (poststart, poststop): every
+/// hook runs whatever the one before did (the spec's MUST), and each failure is a warning
+/// naming the hook.
+pub fn run_hooks_warn(stage: &str, hooks: &[Hook], state_json: &[u8]) {
+    if hooks.is_empty() {
+        return;
+    }
+    if let Err(e) = validate_hooks(stage, hooks) {
+        log::warn!("{e}");
+        return;
+    }
+    let _pipe_guard = SigpipeGuard::block();
+    for h in hooks {
+        if let Err(e) = run_one(stage, h, state_json, &HookEnv::default()) {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// [`run_hooks`] in `env`.
+pub fn run_hooks_with(
     stage: &str,
     hooks: &[Hook],
     state_json: &[u8],
-    filter: Option<&crate::seccomp::CompiledFilter>,
+    env: &HookEnv<'_>,
 ) -> Result<()> {
     if hooks.is_empty() {
         return Ok(());
@@ -71,17 +101,12 @@ pub fn run_hooks_filtered(
     // container init may run with SIGPIPE's default action).
     let _pipe_guard = SigpipeGuard::block();
     for h in hooks {
-        run_one(stage, h, state_json, filter)?;
+        run_one(stage, h, state_json, env)?;
     }
     Ok(())
 }
 
-fn run_one(
-    stage: &str,
-    hook: &Hook,
-    state: &[u8],
-    filter: Option<&crate::seccomp::CompiledFilter>,
-) -> Result<()> {
+fn run_one(stage: &str, hook: &Hook, state: &[u8], env: &HookEnv<'_>) -> Result<()> {
     let path = hook.path();
     let what = || format!("{stage} hook {}", path.display());
     let mut cmd = Command::new(path);
@@ -105,7 +130,10 @@ fn run_one(
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(f) = filter {
+    if let Some(dir) = env.cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some(f) = env.filter {
         let f = f.clone();
         // SAFETY: the closure runs in the forked child of a single-threaded process (the
         // container's init), where installing a filter (one seccomp(2) call on a program

@@ -170,10 +170,14 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         }
     }
     let state_bytes = state_json.unwrap_or_default().into_bytes();
-    hooks::run_hooks(
+    hooks::run_hooks_with(
         "createContainer",
         &plan.hooks.create_container,
         &state_bytes,
+        &hooks::HookEnv {
+            cwd: Some(plan.rootfs.rootfs()),
+            filter: None,
+        },
     )?;
 
     rootfs::enter(&plan.rootfs)?;
@@ -214,11 +218,14 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
         .as_ref()
         .filter(|_| prepared.seccomp_late)
         .map(|sc| &sc.filter);
-    if let Err(e) = hooks::run_hooks_filtered(
+    if let Err(e) = hooks::run_hooks_with(
         "startContainer",
         &plan.hooks.start_container,
         &state_bytes,
-        hook_filter,
+        &hooks::HookEnv {
+            cwd: None,
+            filter: hook_filter,
+        },
     ) {
         fail_start(conn, &e);
     }

@@ -61,9 +61,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     drop(lock);
     if !st.poststart_hooks.is_empty() {
         let json = plan::hook_state(id, "running", st.pid, &st.bundle, &st.annotations);
-        if let Err(e) = hooks::run_hooks("poststart", &st.poststart_hooks, json.as_bytes()) {
-            log::warn!("{e}");
-        }
+        hooks::run_hooks_warn("poststart", &st.poststart_hooks, json.as_bytes());
     }
     Ok(())
 }
@@ -183,9 +181,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     }
     if !st.poststop_hooks.is_empty() {
         let json = plan::hook_state(id, "stopped", 0, &st.bundle, &st.annotations);
-        if let Err(e) = hooks::run_hooks("poststop", &st.poststop_hooks, json.as_bytes()) {
-            log::warn!("{e}");
-        }
+        hooks::run_hooks_warn("poststop", &st.poststop_hooks, json.as_bytes());
     }
     store.remove(id)
 }
