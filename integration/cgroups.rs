@@ -1234,3 +1234,35 @@ fn delete_force_of_paused_created_container() {
     assert!(c.dirs().is_empty(), "left: {:?}", c.dirs());
     c.assert_clean();
 }
+
+/// The container sees only its own cgroups, in every hierarchy (named ones such as
+/// name=systemd and cgroup2 included), with and without a cgroup namespace: it is placed at its
+/// cgroupsPath in each, and its /sys/fs/cgroup shows that place, never the host's root.
+#[test]
+fn container_sees_only_its_own_cgroups_in_every_hierarchy() {
+    for cgroupns in [false, true] {
+        let mut c = Cg::new(if cgroupns { "cg_view_ns" } else { "cg_view" });
+        if cgroupns {
+            c.set_namespace("cgroup", None);
+        } else {
+            c.remove_namespace("cgroup");
+        }
+        let path = c.path.clone();
+        let out =
+            c.sh_ok("cat /proc/self/cgroup; echo ---; for d in /sys/fs/cgroup/*/; do ls $d; done");
+        let (own, listing) = out.split_once("---\n").unwrap();
+        for line in own.lines() {
+            let p = line.splitn(3, ':').nth(2).unwrap();
+            let want = if cgroupns { "/" } else { path.as_str() };
+            assert_eq!(p, want, "cgroupns {cgroupns}: {line}\n{own}");
+        }
+        // Only files: the host's other cgroups (and the parent of ours) are not in view.
+        for name in listing.lines() {
+            assert!(
+                name.contains('.')
+                    || ["tasks", "release_agent", "notify_on_release"].contains(&name),
+                "cgroupns {cgroupns}: a cgroup directory {name:?} is visible:\n{listing}"
+            );
+        }
+    }
+}

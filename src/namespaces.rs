@@ -414,9 +414,12 @@ mod tests {
         let e = NamespacePlan::from_spec(&s).unwrap_err().to_string();
         assert!(e.starts_with("linux.namespaces[1].path"), "{e}");
 
+        // No mount namespace: allowed (missing namespaces are inherited).
         let s = spec(r#"[{"type":"pid"}]"#, "");
-        let e = NamespacePlan::from_spec(&s).unwrap_err().to_string();
-        assert!(e.contains("mount namespace is required"), "{e}");
+        assert_eq!(
+            NamespacePlan::from_spec(&s).unwrap().mount,
+            Disposition::Host
+        );
 
         let s = spec(
             r#"[{"type":"mount"}]"#,

@@ -1208,3 +1208,984 @@ fn special_files_ownership_xattrs_and_times() {
     };
     assert_eq!(&buf[..n.max(0) as usize], b"yes");
 }
+
+// ---- security regressions ---------------------------------------------------
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
+
+/// What the fake registry answers to one request.
+#[derive(Clone)]
+enum Reply {
+    /// A complete response: status, headers, body.
+    Full(u16, Vec<(String, String)>, Vec<u8>),
+    /// 200 with `len` zero bytes, made on the fly; with a Content-Length
+    /// header when `announce` (else the body runs until the connection closes).
+    Zeros {
+        len: u64,
+        announce: bool,
+        headers: Vec<(String, String)>,
+    },
+    /// Reads the request, then sends nothing.
+    Stall,
+    /// Sends the response (headers and body, Content-Length set) one byte at
+    /// a time every `every`; when `head_fast`, the headers go out at once.
+    Trickle {
+        body: Vec<u8>,
+        every: Duration,
+        head_fast: bool,
+    },
+    /// Headers at once, then `chunk` bytes of `body` every `every`.
+    Slow {
+        body: Vec<u8>,
+        chunk: usize,
+        every: Duration,
+    },
+}
+
+type Route = Arc<dyn Fn(&str) -> Option<Reply> + Send + Sync>;
+
+/// A registry that says what a test wants on 127.0.0.1 (docker-registry
+/// will not serve a 300 MB manifest or stall). `/v2/` answers 200 unless
+/// the route says otherwise; anything unrouted is a 404 MANIFEST_UNKNOWN.
+struct Fake {
+    port: u16,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+fn fake_registry(route: impl Fn(&str) -> Option<Reply> + Send + Sync + 'static) -> Fake {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let route: Route = Arc::new(route);
+    let h2 = hits.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { continue };
+            let route = route.clone();
+            let hits = h2.clone();
+            std::thread::spawn(move || serve_one(c, &*route, &hits));
+        }
+    });
+    Fake { port, hits }
+}
+
+fn serve_one(
+    mut c: std::net::TcpStream,
+    route: &(dyn Fn(&str) -> Option<Reply> + Send + Sync),
+    hits: &Mutex<Vec<String>>,
+) {
+    let mut req = Vec::new();
+    let mut b = [0u8; 1];
+    while !req.ends_with(b"\r\n\r\n") && req.len() < 65536 {
+        match c.read(&mut b) {
+            Ok(1) => req.push(b[0]),
+            _ => return,
+        }
+    }
+    let line = String::from_utf8_lossy(&req)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let path = line.split(' ').nth(1).unwrap_or("").to_string();
+    hits.lock().unwrap().push(path.clone());
+    let reply = route(&path).unwrap_or_else(|| {
+        if path == "/v2/" {
+            Reply::Full(200, vec![], b"{}".to_vec())
+        } else {
+            Reply::Full(
+                404,
+                vec![],
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"not here"}]}"#.to_vec(),
+            )
+        }
+    });
+    let head = |status: u16, headers: &[(String, String)], len: Option<u64>| {
+        let mut h = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            h.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(n) = len {
+            h.push_str(&format!("Content-Length: {n}\r\n"));
+        }
+        h.push_str("\r\n");
+        h.into_bytes()
+    };
+    match reply {
+        Reply::Full(status, headers, body) => {
+            let _ = c.write_all(&head(status, &headers, Some(body.len() as u64)));
+            let _ = c.write_all(&body);
+        }
+        Reply::Zeros {
+            len,
+            announce,
+            headers,
+        } => {
+            if c.write_all(&head(200, &headers, announce.then_some(len)))
+                .is_err()
+            {
+                return;
+            }
+            let buf = vec![0u8; 1 << 16];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                if c.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+        }
+        Reply::Stall => std::thread::sleep(Duration::from_secs(120)),
+        Reply::Trickle {
+            body,
+            every,
+            head_fast,
+        } => {
+            let h = head(200, &[], Some(body.len() as u64));
+            if head_fast && c.write_all(&h).is_err() {
+                return;
+            }
+            let all: Vec<u8> = if head_fast {
+                body
+            } else {
+                h.into_iter().chain(body).collect()
+            };
+            for byte in all {
+                std::thread::sleep(every);
+                if c.write_all(&[byte]).is_err() {
+                    return;
+                }
+            }
+        }
+        Reply::Slow { body, chunk, every } => {
+            if c.write_all(&head(200, &[], Some(body.len() as u64)))
+                .is_err()
+            {
+                return;
+            }
+            for part in body.chunks(chunk) {
+                if c.write_all(part).is_err() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+        }
+    }
+    let _ = c.flush();
+}
+
+fn json_reply(v: &Value, mt: &str) -> Reply {
+    let body = serde_json::to_vec(v).unwrap();
+    Reply::Full(
+        200,
+        vec![
+            ("Content-Type".into(), mt.into()),
+            (
+                "Docker-Content-Digest".into(),
+                format!("sha256:{}", sha_hex(&body)),
+            ),
+        ],
+        body,
+    )
+}
+
+const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// One small image (config + one layer) as registry replies, keyed by path
+/// under `/v2/REPO/`: `manifests/TAG`, `blobs/DIGEST`. Returns the routes and
+/// the manifest.
+fn small_image(repo: &str, tag: &str, layer_bytes: &[u8]) -> (HashMap<String, Reply>, Value) {
+    let mut m = HashMap::new();
+    let cfg = serde_json::to_vec(&json!({
+        "architecture": host_arch(), "os": "linux",
+        "config": {"Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha_hex(layer_bytes))]}
+    }))
+    .unwrap();
+    let cd = format!("sha256:{}", sha_hex(&cfg));
+    let ld = format!("sha256:{}", sha_hex(layer_bytes));
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": MT_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer_bytes.len()}]
+    });
+    m.insert(
+        format!("/v2/{repo}/manifests/{tag}"),
+        json_reply(&manifest, MT_MANIFEST),
+    );
+    m.insert(
+        format!("/v2/{repo}/blobs/{cd}"),
+        Reply::Full(200, vec![], cfg),
+    );
+    m.insert(
+        format!("/v2/{repo}/blobs/{ld}"),
+        Reply::Full(200, vec![], layer_bytes.to_vec()),
+    );
+    (m, manifest)
+}
+
+/// How a skiff-image run ended.
+struct Run {
+    /// None: still running at the deadline, killed.
+    status: Option<std::process::ExitStatus>,
+    stderr: String,
+    /// Peak resident set, kB.
+    maxrss_kb: i64,
+    elapsed: Duration,
+}
+
+/// Runs skiff-image with `env`, killing it at `deadline`; measures its peak RSS.
+fn run_deadline(store: &Path, args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Run {
+    let errf = tempfile::NamedTempFile::new().unwrap();
+    let mut c = Command::new(BIN);
+    c.arg("--store").arg(store).args(args);
+    c.env_remove("XDG_RUNTIME_DIR")
+        .env_remove("SKIFF_IMAGE_TIMEOUT");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(errf.reopen().unwrap());
+    let child = c.spawn().unwrap();
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    wait_deadline(pid, deadline, errf.path())
+}
+
+fn wait_deadline(pid: i32, deadline: Duration, errf: &Path) -> Run {
+    let start = Instant::now();
+    let mut killed = false;
+    loop {
+        let mut st = 0;
+        // SAFETY: an all-zero rusage is valid; wait4 on our own child.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut st, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            return Run {
+                status: (!killed).then(|| std::process::ExitStatus::from_raw(st)),
+                stderr: fs::read_to_string(errf).unwrap_or_default(),
+                maxrss_kb: ru.ru_maxrss,
+                elapsed: start.elapsed(),
+            };
+        }
+        assert_eq!(r, 0, "wait4");
+        if !killed && start.elapsed() > deadline {
+            // SAFETY: our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[track_caller]
+fn run_fails(r: &Run, want: &str) {
+    let Some(st) = r.status else {
+        panic!(
+            "skiff-image still running after {:?}, killed; stderr: {}",
+            r.elapsed, r.stderr
+        );
+    };
+    assert!(!st.success(), "expected failure; stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains(want),
+        "error {:?} does not mention {want:?}",
+        r.stderr
+    );
+}
+
+#[test]
+fn unpack_makes_a_private_bundle() {
+    let r = plain();
+    let s = tmp();
+    let name = reg_ref(r, "t/hello:oci");
+    ok(img(s.path(), &["pull", "-q", &name]));
+    let w = tmp();
+    // The bundle's parent is open to all, as /srv or /home would be.
+    fs::set_permissions(w.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let unpack_umask0 = |bundle: &Path| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg("umask 0; exec \"$@\"")
+            .arg("sh")
+            .arg(BIN)
+            .arg("--store")
+            .arg(s.path())
+            .args(["unpack", &name])
+            .arg(bundle)
+            .output()
+            .unwrap();
+        ok(o);
+    };
+    let bundle = w.path().join("bundle");
+    unpack_umask0(&bundle);
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&bundle), 0o700);
+    // The image's own modes are kept inside (its /tmp is 1777).
+    assert_eq!(mode(&bundle.join("rootfs/tmp")), 0o1777);
+
+    // `nobody` can neither list nor enter the bundle, so never reaches the
+    // image's setuid binaries or its world-writable directories.
+    let as_nobody = |script: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+            ])
+            .arg(script)
+            .arg("sh")
+            .arg(&bundle)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    for script in [
+        "ls \"$1\"",
+        "cd \"$1\"",
+        "cat \"$1/rootfs/etc/passwd\"",
+        "touch \"$1/rootfs/tmp/planted\"",
+        "test -x \"$1/rootfs/bin/busybox\"",
+    ] {
+        assert!(!as_nobody(script), "nobody could: {script}");
+    }
+    assert!(!bundle.join("rootfs/tmp/planted").exists());
+    // (The same user can reach the rootfs when the bundle is opened: so
+    // the checks above do test the bundle's mode.)
+    fs::set_permissions(&bundle, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(as_nobody("cat \"$1/rootfs/etc/passwd\""));
+    fs::set_permissions(&bundle, fs::Permissions::from_mode(0o700)).unwrap();
+    // And the bundle still runs.
+    assert_eq!(
+        skiff_run(&bundle).trim(),
+        "cmd says: hello from /srv as 1000:1000"
+    );
+
+    // An existing empty directory, even 0777, is made 0700.
+    let b2 = w.path().join("b2");
+    fs::create_dir(&b2).unwrap();
+    fs::set_permissions(&b2, fs::Permissions::from_mode(0o777)).unwrap();
+    unpack_umask0(&b2);
+    assert_eq!(mode(&b2), 0o700);
+
+    let help = ok(img(s.path(), &["unpack", "--help"]));
+    assert!(help.contains("0700"), "{help}");
+}
+
+#[test]
+fn oversized_manifests_and_configs_are_refused() {
+    const BIG: u64 = 300 << 20;
+    let fake_digest = format!("sha256:{}", "ab".repeat(32));
+    let fd = fake_digest.clone();
+    let cfg_digest = format!("sha256:{}", "cd".repeat(32));
+    let cd = cfg_digest.clone();
+    let idx = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [
+        {"mediaType": MT_MANIFEST, "digest": fake_digest, "size": BIG,
+         "platform": {"architecture": host_arch(), "os": "linux"}}]});
+    let man = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": 100u64 << 20},
+        "layers": []});
+    let f = fake_registry(move |p| match p {
+        "/v2/t/big/manifests/v1" => Some(Reply::Zeros {
+            len: BIG,
+            announce: true,
+            headers: vec![("Docker-Content-Digest".into(), fd.clone())],
+        }),
+        "/v2/t/chunked/manifests/v1" => Some(Reply::Zeros {
+            len: BIG,
+            announce: false,
+            headers: vec![],
+        }),
+        "/v2/t/bigidx/manifests/v1" => Some(json_reply(&idx, MT_INDEX)),
+        "/v2/t/bigcfg/manifests/v1" => Some(json_reply(&man, MT_MANIFEST)),
+        _ => None,
+    });
+    let s = tmp();
+    ok(img(s.path(), &["ls"]));
+    let before = snapshot(s.path());
+    let base = format!("127.0.0.1:{}", f.port);
+    let t = Duration::from_secs(60);
+
+    // Announced by Content-Length: refused before the body is read.
+    let r = run_deadline(s.path(), &["pull", &format!("{base}/t/big:v1")], &[], t);
+    run_fails(&r, "t/big:v1");
+    assert!(
+        r.stderr.contains(&fake_digest) && r.stderr.contains(&BIG.to_string()),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("4194304"), "{}", r.stderr);
+    assert!(r.maxrss_kb < 100_000, "peak RSS {} kB", r.maxrss_kb);
+    // Not announced: the read stops at the limit.
+    let r = run_deadline(s.path(), &["pull", &format!("{base}/t/chunked:v1")], &[], t);
+    run_fails(&r, "t/chunked:v1");
+    assert!(r.stderr.contains("4194304"), "{}", r.stderr);
+    assert!(r.maxrss_kb < 100_000, "peak RSS {} kB", r.maxrss_kb);
+    // An index naming a 300 MB manifest: refused without fetching it.
+    let r = run_deadline(s.path(), &["pull", &format!("{base}/t/bigidx:v1")], &[], t);
+    run_fails(&r, &fake_digest);
+    assert!(r.stderr.contains(&BIG.to_string()), "{}", r.stderr);
+    // A 100 MB image config: refused without fetching it.
+    let r = run_deadline(s.path(), &["pull", &format!("{base}/t/bigcfg:v1")], &[], t);
+    run_fails(&r, &cd);
+    assert!(
+        r.stderr.contains(&(100u64 << 20).to_string()),
+        "{}",
+        r.stderr
+    );
+    let hits = f.hits.lock().unwrap().clone();
+    assert!(
+        !hits
+            .iter()
+            .any(|h| h.contains(&fake_digest) || h.contains(&cd)),
+        "{hits:?}"
+    );
+    assert_eq!(before, snapshot(s.path()));
+
+    // The same from an OCI layout: a 300 MB manifest (sparse) and a config over the limit.
+    let w = tmp();
+    let l = w.path().join("layout");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    let mut ix = index(&l);
+    let big = l.join("blobs/sha256").join("ab".repeat(32));
+    fs::File::create(&big).unwrap().set_len(BIG).unwrap();
+    ix["manifests"][0]["digest"] = json!(fake_digest);
+    ix["manifests"][0]["size"] = json!(BIG);
+    fs::write(l.join("index.json"), ix.to_string()).unwrap();
+    let r = run_deadline(s.path(), &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, &fake_digest);
+    assert!(r.stderr.contains(&BIG.to_string()), "{}", r.stderr);
+    assert!(r.maxrss_kb < 100_000, "peak RSS {} kB", r.maxrss_kb);
+
+    let l2 = w.path().join("layout2");
+    layout(&l2, &[layer(&[E::File("f", b"x")])]);
+    // A config of 20 MB (valid JSON, padded with spaces), its manifest re-made.
+    let mut cfg =
+        br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/true"]}}"#.to_vec();
+    cfg.resize(20 << 20, b' ');
+    let cfgd = sha_hex(&cfg);
+    fs::write(l2.join("blobs/sha256").join(&cfgd), &cfg).unwrap();
+    let ix2 = index(&l2);
+    let md = ix2["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+    let mut m: Value =
+        serde_json::from_slice(&fs::read(l2.join("blobs/sha256").join(&md)).unwrap()).unwrap();
+    m["config"]["digest"] = json!(format!("sha256:{cfgd}"));
+    m["config"]["size"] = json!(cfg.len());
+    let mb = serde_json::to_vec(&m).unwrap();
+    let mh = sha_hex(&mb);
+    fs::write(l2.join("blobs/sha256").join(&mh), &mb).unwrap();
+    let ix2 = json!({"schemaVersion": 2, "manifests": [{"mediaType": MT_MANIFEST, "digest": format!("sha256:{mh}"), "size": mb.len()}]});
+    fs::write(l2.join("index.json"), ix2.to_string()).unwrap();
+    let r = run_deadline(s.path(), &["import", l2.to_str().unwrap()], &[], t);
+    run_fails(&r, &cfgd);
+    assert!(
+        r.stderr.contains(&(20u64 << 20).to_string()),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(before, snapshot(s.path()));
+}
+
+#[test]
+fn stalled_registry_times_out() {
+    let layer_bytes = layer(&[E::File("f", &[7u8; 4096])]);
+    let (mut routes, _) = small_image("t/slowblob", "v1", &layer_bytes);
+    let ld = format!("sha256:{}", sha_hex(&layer_bytes));
+    routes.insert(
+        format!("/v2/t/slowblob/blobs/{ld}"),
+        Reply::Trickle {
+            body: layer_bytes.clone(),
+            every: Duration::from_millis(300),
+            head_fast: true,
+        },
+    );
+    let doc = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": {}, "layers": [], "pad": "x".repeat(2000)})).unwrap();
+    routes.insert("/v2/t/stall/manifests/v1".into(), Reply::Stall);
+    routes.insert(
+        "/v2/t/trickle/manifests/v1".into(),
+        Reply::Trickle {
+            body: doc.clone(),
+            every: Duration::from_millis(300),
+            head_fast: true,
+        },
+    );
+    routes.insert(
+        "/v2/t/slowhead/manifests/v1".into(),
+        Reply::Trickle {
+            body: doc,
+            every: Duration::from_millis(300),
+            head_fast: false,
+        },
+    );
+    let f = fake_registry(move |p| routes.get(p).cloned());
+    // A registry that stalls on its very first answer (/v2/).
+    let f0 = fake_registry(|p| (p == "/v2/").then_some(Reply::Stall));
+
+    let s = tmp();
+    ok(img(s.path(), &["ls"]));
+    let before = snapshot(s.path());
+    let env = [("SKIFF_IMAGE_TIMEOUT", "2")];
+    let cases = [
+        format!("127.0.0.1:{}/t/any:v1", f0.port),
+        format!("127.0.0.1:{}/t/stall:v1", f.port),
+        format!("127.0.0.1:{}/t/trickle:v1", f.port),
+        format!("127.0.0.1:{}/t/slowhead:v1", f.port),
+        format!("127.0.0.1:{}/t/slowblob:v1", f.port),
+    ];
+    let runs: Vec<(String, Run)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                let st = s.path();
+                sc.spawn(move || {
+                    (
+                        c.clone(),
+                        run_deadline(st, &["pull", "-q", c], &env, Duration::from_secs(30)),
+                    )
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (c, r) in &runs {
+        run_fails(r, "SKIFF_IMAGE_TIMEOUT");
+        assert!(r.stderr.contains("timed out"), "{c}: {}", r.stderr);
+        assert!(r.elapsed < Duration::from_secs(15), "{c}: {:?}", r.elapsed);
+    }
+    // The flag does the same.
+    let r = run_deadline(
+        s.path(),
+        &[
+            "pull",
+            "--timeout",
+            "1",
+            &format!("127.0.0.1:{}/t/stall:v1", f.port),
+        ],
+        &[],
+        Duration::from_secs(30),
+    );
+    run_fails(&r, "timed out");
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+    assert_eq!(before, snapshot(s.path()));
+
+    // A slow registry that keeps sending is not cut off.
+    let big = layer(&[E::File("f", &[9u8; 60_000])]);
+    let (mut routes, _) = small_image("t/slowok", "v1", &big);
+    let bd = format!("sha256:{}", sha_hex(&big));
+    routes.insert(
+        format!("/v2/t/slowok/blobs/{bd}"),
+        Reply::Slow {
+            body: big.clone(),
+            chunk: 8192,
+            every: Duration::from_millis(200),
+        },
+    );
+    let f2 = fake_registry(move |p| routes.get(p).cloned());
+    let r = run_deadline(
+        s.path(),
+        &["pull", "-q", &format!("127.0.0.1:{}/t/slowok:v1", f2.port)],
+        &env,
+        Duration::from_secs(30),
+    );
+    assert!(r.status.is_some_and(|s| s.success()), "{}", r.stderr);
+}
+
+/// A sparse file of `len` bytes.
+fn sparse(p: &Path, len: u64) {
+    fs::File::create(p).unwrap().set_len(len).unwrap();
+}
+
+#[test]
+fn import_refuses_symlinks_and_special_files() {
+    let w = tmp();
+    let s = w.path().join("store");
+    ok(img(&s, &["ls"]));
+    let before = snapshot(&s);
+    let t = Duration::from_secs(15);
+    let layer_of = |l: &Path| -> PathBuf {
+        let ix = index(l);
+        let md = &ix["manifests"][0]["digest"].as_str().unwrap()[7..];
+        let m: Value =
+            serde_json::from_slice(&fs::read(l.join("blobs/sha256").join(md)).unwrap()).unwrap();
+        l.join("blobs/sha256")
+            .join(&m["layers"][0]["digest"].as_str().unwrap()[7..])
+    };
+
+    // A layer blob that is a symlink to /dev/zero.
+    let l = w.path().join("zero");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    let lb = layer_of(&l);
+    fs::remove_file(&lb).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &lb).unwrap();
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "symlink");
+    assert_eq!(before, snapshot(&s));
+
+    // A symlink to a regular file with the right content is refused too.
+    let l = w.path().join("link");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    let lb = layer_of(&l);
+    let moved = w.path().join("moved-blob");
+    fs::rename(&lb, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &lb).unwrap();
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "symlink");
+    // So is a symlinked blobs/ directory or index.json.
+    let l = w.path().join("dirlink");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    fs::rename(l.join("blobs"), w.path().join("blobs-elsewhere")).unwrap();
+    std::os::unix::fs::symlink(w.path().join("blobs-elsewhere"), l.join("blobs")).unwrap();
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "symlink");
+    let l = w.path().join("ixlink");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    fs::rename(l.join("index.json"), w.path().join("index-elsewhere")).unwrap();
+    std::os::unix::fs::symlink(w.path().join("index-elsewhere"), l.join("index.json")).unwrap();
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "symlink");
+
+    // A FIFO blob: refused, without waiting for a writer.
+    let l = w.path().join("fifo");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    let lb = layer_of(&l);
+    fs::remove_file(&lb).unwrap();
+    let c = std::ffi::CString::new(lb.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "not a regular file");
+
+    // The source itself must be a file or a directory.
+    let r = run_deadline(&s, &["import", "/dev/zero"], &[], t);
+    run_fails(&r, "not a regular file");
+    assert_eq!(before, snapshot(&s));
+    assert_eq!(fs::read_dir(s.join(".skiff/tmp")).unwrap().count(), 0);
+}
+
+/// Starts skiff-image, waits for a temp file in the store, then sends `sig`.
+fn interrupt_when_writing(store: &Path, args: &[&str], env: &[(&str, &str)], sig: i32) -> Run {
+    let errf = tempfile::NamedTempFile::new().unwrap();
+    let mut c = Command::new(BIN);
+    c.arg("--store").arg(store).args(args);
+    c.env_remove("XDG_RUNTIME_DIR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(errf.reopen().unwrap());
+    let child = c.spawn().unwrap();
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    let start = Instant::now();
+    let tmpd = store.join(".skiff/tmp");
+    loop {
+        let n = fs::read_dir(&tmpd).map(|d| d.count()).unwrap_or(0);
+        if n > 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            // SAFETY: our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let r = wait_deadline(pid, Duration::from_secs(5), errf.path());
+            panic!("no temp file appeared; stderr: {}", r.stderr);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: our own child, not yet reaped.
+    unsafe { libc::kill(pid, sig) };
+    wait_deadline(pid, Duration::from_secs(15), errf.path())
+}
+
+#[test]
+fn interrupted_import_and_pull_leave_nothing_behind() {
+    // Import: a 64 GiB (sparse) layer is still being copied at SIGTERM.
+    let w = tmp();
+    let s = w.path().join("store");
+    ok(img(&s, &["ls"]));
+    let before = snapshot(&s);
+    let l = w.path().join("layout");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    let ix = index(&l);
+    let md = ix["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+    let mut m: Value =
+        serde_json::from_slice(&fs::read(l.join("blobs/sha256").join(&md)).unwrap()).unwrap();
+    let fake = "ef".repeat(32);
+    sparse(&l.join("blobs/sha256").join(&fake), 64 << 30);
+    m["layers"][0]["digest"] = json!(format!("sha256:{fake}"));
+    m["layers"][0]["size"] = json!(64u64 << 30);
+    let mb = serde_json::to_vec(&m).unwrap();
+    let mh = sha_hex(&mb);
+    fs::write(l.join("blobs/sha256").join(&mh), &mb).unwrap();
+    fs::write(
+        l.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [{"mediaType": MT_MANIFEST, "digest": format!("sha256:{mh}"), "size": mb.len()}]}).to_string(),
+    )
+    .unwrap();
+    let r = interrupt_when_writing(&s, &["import", l.to_str().unwrap()], &[], libc::SIGTERM);
+    let st = r.status.expect("not ended by SIGTERM");
+    assert_eq!(st.signal(), Some(libc::SIGTERM), "{st:?}: {}", r.stderr);
+    assert_eq!(
+        fs::read_dir(s.join(".skiff/tmp")).unwrap().count(),
+        0,
+        "temp files left"
+    );
+    assert_eq!(before, snapshot(&s), "the store changed");
+
+    // Pull: a layer that comes slowly (but fast enough not to time out).
+    let big: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (mut routes, _) = small_image("t/slow", "v1", &big);
+    let bd = format!("sha256:{}", sha_hex(&big));
+    routes.insert(
+        format!("/v2/t/slow/blobs/{bd}"),
+        Reply::Slow {
+            body: big.clone(),
+            chunk: 4096,
+            every: Duration::from_millis(100),
+        },
+    );
+    let f = fake_registry(move |p| routes.get(p).cloned());
+    let r = interrupt_when_writing(
+        &s,
+        &["pull", "-q", &format!("127.0.0.1:{}/t/slow:v1", f.port)],
+        &[],
+        libc::SIGINT,
+    );
+    let st = r.status.expect("not ended by SIGINT");
+    assert_eq!(st.signal(), Some(libc::SIGINT), "{st:?}: {}", r.stderr);
+    assert_eq!(
+        fs::read_dir(s.join(".skiff/tmp")).unwrap().count(),
+        0,
+        "temp files left"
+    );
+    assert_eq!(before, snapshot(&s), "the store changed");
+}
+
+#[test]
+fn blob_sizes_must_match_descriptors() {
+    let w = tmp();
+    let s = w.path().join("store");
+    ok(img(&s, &["ls"]));
+    let before = snapshot(&s);
+    let t = Duration::from_secs(20);
+    let rewrite = |l: &Path, f: &dyn Fn(&mut Value)| {
+        let ix = index(l);
+        let md = ix["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+        let mut m: Value =
+            serde_json::from_slice(&fs::read(l.join("blobs/sha256").join(&md)).unwrap()).unwrap();
+        f(&mut m);
+        let mb = serde_json::to_vec(&m).unwrap();
+        let mh = sha_hex(&mb);
+        fs::write(l.join("blobs/sha256").join(&mh), &mb).unwrap();
+        fs::write(
+            l.join("index.json"),
+            json!({"schemaVersion": 2, "manifests": [{"mediaType": MT_MANIFEST, "digest": format!("sha256:{mh}"), "size": mb.len()}]}).to_string(),
+        )
+        .unwrap();
+    };
+
+    // The right digest, a size one byte short.
+    let l = w.path().join("short");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    rewrite(&l, &|m| {
+        let n = m["layers"][0]["size"].as_u64().unwrap();
+        m["layers"][0]["size"] = json!(n - 1);
+    });
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "size");
+    // A 64 GiB blob whose descriptor says 10 bytes: refused at once.
+    let l = w.path().join("huge");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    let fake = "12".repeat(32);
+    sparse(&l.join("blobs/sha256").join(&fake), 64 << 30);
+    rewrite(&l, &|m| {
+        m["layers"][0]["digest"] = json!(format!("sha256:{fake}"));
+        m["layers"][0]["size"] = json!(10);
+    });
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "size");
+    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+    // The manifest's own descriptor (index.json) with a wrong size.
+    let l = w.path().join("msize");
+    layout(&l, &[layer(&[E::File("f", b"x")])]);
+    let mut ix = index(&l);
+    ix["manifests"][0]["size"] = json!(ix["manifests"][0]["size"].as_u64().unwrap() + 1);
+    fs::write(l.join("index.json"), ix.to_string()).unwrap();
+    let r = run_deadline(&s, &["import", l.to_str().unwrap()], &[], t);
+    run_fails(&r, "size");
+    assert_eq!(before, snapshot(&s));
+
+    // Pull: an index entry with the right digest and a wrong size; a blob
+    // the registry announces bigger than its descriptor.
+    let lb = layer(&[E::File("f", b"x")]);
+    let (mut routes, man) = small_image("t/img", "v1", &lb);
+    let mbody = serde_json::to_vec(&man).unwrap();
+    let md = format!("sha256:{}", sha_hex(&mbody));
+    routes.insert(
+        format!("/v2/t/img/manifests/{md}"),
+        json_reply(&man, MT_MANIFEST),
+    );
+    let idx = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [
+        {"mediaType": MT_MANIFEST, "digest": md, "size": mbody.len() + 5,
+         "platform": {"architecture": host_arch(), "os": "linux"}}]});
+    routes.insert("/v2/t/img/manifests/idx".into(), json_reply(&idx, MT_INDEX));
+    let ld = format!("sha256:{}", sha_hex(&lb));
+    let (mut r2, _) = small_image("t/huge", "v1", &lb);
+    r2.insert(
+        format!("/v2/t/huge/blobs/{ld}"),
+        Reply::Zeros {
+            len: 64 << 30,
+            announce: true,
+            headers: vec![],
+        },
+    );
+    routes.extend(r2);
+    let f = fake_registry(move |p| routes.get(p).cloned());
+    let base = format!("127.0.0.1:{}", f.port);
+    let r = run_deadline(&s, &["pull", "-q", &format!("{base}/t/img:idx")], &[], t);
+    run_fails(&r, "size");
+    let r = run_deadline(&s, &["pull", "-q", &format!("{base}/t/huge:v1")], &[], t);
+    run_fails(&r, "size");
+    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+    assert_eq!(before, snapshot(&s));
+    // The image itself is fine.
+    ok(img(&s, &["pull", "-q", &format!("{base}/t/img:v1")]));
+}
+
+#[test]
+fn whiteouts_of_dot_and_dotdot_are_refused() {
+    let w = tmp();
+    for (i, bad) in [".wh...", "a/.wh...", ".wh..", "a/.wh.", "a/b/.wh..."]
+        .iter()
+        .enumerate()
+    {
+        let (o, _) = unpack_layers(
+            w.path(),
+            &format!("wh{i}"),
+            &[
+                layer(&[E::Dir("a"), E::Dir("a/b"), E::File("a/b/keep", b"1")]),
+                layer(&[E::File(bad, b"")]),
+            ],
+        );
+        let e = fails(o, "invalid whiteout");
+        assert!(e.contains(bad), "{e}");
+        assert!(!w.path().join(format!("wh{i}-bundle")).exists());
+    }
+    // aufs' own metadata (.wh..wh.plnk and the like) is skipped; a normal
+    // whiteout still works; a whiteout under a missing directory creates nothing.
+    let (o, root) = unpack_layers(
+        w.path(),
+        "whok",
+        &[
+            layer(&[
+                E::Dir("a"),
+                E::File("a/gone", b"1"),
+                E::File("a/kept", b"1"),
+            ]),
+            layer(&[
+                E::File(".wh..wh.plnk", b""),
+                E::File("a/.wh.gone", b""),
+                E::File("nosuch/dir/.wh.x", b""),
+            ]),
+        ],
+    );
+    ok(o);
+    assert!(!root.join("a/gone").exists());
+    assert!(root.join("a/kept").exists());
+    assert!(!root.join("nosuch").exists());
+    assert!(!root.join(".wh..wh.plnk").exists());
+}
+
+#[test]
+fn huge_index_error_is_capped() {
+    let ms: Vec<Value> = (0..25_000)
+        .map(|i| json!({"mediaType": MT_MANIFEST, "digest": format!("sha256:{}", "0".repeat(64)), "size": 1,
+                        "platform": {"architecture": format!("a{i}"), "os": "linux"}}))
+        .collect();
+    let idx = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": ms});
+    let f = fake_registry(move |p| {
+        (p == "/v2/t/many/manifests/v1").then(|| json_reply(&idx, MT_INDEX))
+    });
+    let s = tmp();
+    let r = run_deadline(
+        s.path(),
+        &["pull", &format!("127.0.0.1:{}/t/many:v1", f.port)],
+        &[],
+        Duration::from_secs(60),
+    );
+    run_fails(&r, "no image for platform");
+    assert!(r.stderr.len() < 1000, "{} bytes of error", r.stderr.len());
+    assert!(r.stderr.contains("25000"), "{}", r.stderr);
+    assert!(r.stderr.contains("linux/a0"), "{}", r.stderr);
+}
+
+#[test]
+fn hostile_passwd_does_not_hang_unpack() {
+    let w = tmp();
+    for (name, kind) in [
+        ("fifo", tar::EntryType::Fifo),
+        ("chr", tar::EntryType::Char),
+    ] {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "etc/", &[][..]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        // /dev/zero
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(5).unwrap();
+        h.set_size(0);
+        b.append_data(&mut h, "etc/passwd", &[][..]).unwrap();
+        let l = w.path().join(format!("{name}-layout"));
+        layout(&l, &[b.into_inner().unwrap()]);
+        let store = w.path().join("store");
+        ok(img(
+            &store,
+            &["import", l.to_str().unwrap(), &format!("evil/{name}:1")],
+        ));
+        let bundle = w.path().join(format!("{name}-bundle"));
+        let r = run_deadline(
+            &store,
+            &[
+                "unpack",
+                &format!("evil/{name}:1"),
+                bundle.to_str().unwrap(),
+            ],
+            &[],
+            Duration::from_secs(15),
+        );
+        assert!(
+            r.status.is_some_and(|s| s.success()),
+            "{name}: {:?} {}",
+            r.status,
+            r.stderr
+        );
+        assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+        assert!(r.maxrss_kb < 100_000, "peak RSS {} kB", r.maxrss_kb);
+    }
+}

@@ -117,14 +117,19 @@ impl HostCgroups {
             };
             match fstype {
                 "cgroup" => {
-                    let controllers: Vec<String> = opts
+                    let mut controllers: Vec<String> = opts
                         .split(',')
                         .filter(|o| KNOWN_CONTROLLERS.contains(o))
                         .map(str::to_string)
                         .collect();
-                    // Named hierarchies (name=systemd) carry no controller.
+                    // A named hierarchy (name=systemd) carries no controller, but the
+                    // container gets its place in it too (as with runc), so that its view of
+                    // the hierarchy shows its own cgroup, not the host's root.
                     if controllers.is_empty() {
-                        continue;
+                        match opts.split(',').find(|o| o.starts_with("name=")) {
+                            Some(name) => controllers.push(name.to_string()),
+                            None => continue,
+                        }
                     }
                     // A hierarchy mounted twice: the first mount wins.
                     if v1.iter().any(|m| m.controllers == controllers) {
@@ -308,7 +313,9 @@ mod tests {
     fn hybrid_with_hugetlb_on_v2() {
         let h = HostCgroups::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP, Some("hugetlb\n")).unwrap();
         assert_eq!(h.mode(), Mode::Hybrid);
-        assert_eq!(h.v1.len(), 8);
+        // Seven controllers' hierarchies and name=systemd.
+        assert_eq!(h.v1.len(), 8 + 1);
+        assert!(h.v1.iter().any(|m| m.controllers == ["name=systemd"]));
         match h.backend("memory") {
             Some(Backend::V1(m)) => {
                 assert_eq!(m.mount, PathBuf::from("/sys/fs/cgroup/memory"));

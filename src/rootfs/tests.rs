@@ -151,8 +151,21 @@ fn all_steps(
     finish(&plan).map_err(|e| format!("finish: {e}"))
 }
 
+/// The tests run each container in a mount namespace of its own (`in_child(CLONE_NEWNS)`):
+/// say so in the spec unless it says otherwise.
 fn spec(json: String) -> Spec {
-    serde_json::from_str(&json).unwrap()
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let linux = v
+        .as_object_mut()
+        .unwrap()
+        .entry("linux")
+        .or_insert_with(|| serde_json::json!({}));
+    linux
+        .as_object_mut()
+        .unwrap()
+        .entry("namespaces")
+        .or_insert_with(|| serde_json::json!([{"type": "mount"}]));
+    serde_json::from_value(v).unwrap()
 }
 
 #[test]
