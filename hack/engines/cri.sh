@@ -551,6 +551,21 @@ c_masked() {
 }
 kcheck security-masked-readonly-paths c_masked
 
+c_cgroup_view() {
+	# A pod container sees only its own cgroups, in every hierarchy (named ones and cgroup2
+	# included): /proc/self/cgroup has no hierarchy at the root, and /sys/fs/cgroup shows no
+	# other cgroup (no directories under any hierarchy's view).
+	local pod id got dirs
+	pod=$(new_pod)
+	id=$(sleeper "$pod")
+	got=$(in_ctr "$id" cat /proc/self/cgroup)
+	echo "$got"
+	expect_eq "" "$(echo "$got" | awk -F: '$3 == "/"')" "hierarchies left at the root" || return 1
+	dirs=$(in_ctr "$id" sh -c 'for d in /sys/fs/cgroup/*/; do find "$d" -mindepth 1 -maxdepth 1 -type d; done')
+	expect_eq "" "$dirs" "cgroup directories in view"
+}
+kcheck cgroup-view c_cgroup_view
+
 # --- namespaces and network ---
 c_host_ns() {
 	local pod id ns want got
