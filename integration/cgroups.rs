@@ -1266,3 +1266,88 @@ fn container_sees_only_its_own_cgroups_in_every_hierarchy() {
         }
     }
 }
+
+/// A cgroupsPath whose cgroup is frozen (or under a frozen parent): refused before anything
+/// is made (the init would freeze the moment it joined, and create wait forever).
+#[test]
+fn frozen_cgroup_is_refused() {
+    skiff_only!("runc 1.1 hangs with its init frozen in the cgroup");
+    let c = Cg::new("cg_frozen");
+    let freezer = PathBuf::from(format!("/sys/fs/cgroup/freezer{}", c.path));
+    let parent = freezer.parent().unwrap().join(format!("{}-parent", c.id));
+    for (label, frozen_dir, path) in [
+        ("the cgroup", freezer.clone(), c.path.clone()),
+        (
+            "its parent",
+            parent.clone(),
+            format!("/{}-parent/child", c.id),
+        ),
+    ] {
+        fs::create_dir_all(&frozen_dir).unwrap();
+        fs::write(frozen_dir.join("freezer.state"), "FROZEN").unwrap();
+        let mut c2 = Cg::new("cg_frozen");
+        c2.spec["linux"]["cgroupsPath"] = json!(path);
+        c2.set_args(&["true"]);
+        let t = std::time::Instant::now();
+        let out = c2.create();
+        fs::write(frozen_dir.join("freezer.state"), "THAWED").unwrap();
+        let _ = fs::remove_dir(&frozen_dir);
+        out.fails_with("is frozen", Some(""));
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{label}: took {:?}",
+            t.elapsed()
+        );
+        c2.assert_clean();
+    }
+}
+
+/// A parent cpuset cgroup someone made with a plain mkdir has empty cpus and mems: it is
+/// filled from the nearest ancestor that has them, so the container can join below it.
+#[test]
+fn cpuset_parent_made_by_plain_mkdir_is_filled() {
+    let mut c = Cg::new("cg_cpuset_parent");
+    let parent_name = format!("{}-parent", c.id);
+    let parent = PathBuf::from(format!("/sys/fs/cgroup/cpuset/{parent_name}"));
+    fs::create_dir(&parent).unwrap();
+    assert_eq!(
+        fs::read_to_string(parent.join("cpuset.cpus"))
+            .unwrap()
+            .trim(),
+        ""
+    );
+    c.path = format!("/{parent_name}/c");
+    c.spec["linux"]["cgroupsPath"] = json!(c.path);
+    let out = c.run_sh("cat /proc/self/cgroup | grep cpuset");
+    let filled = fs::read_to_string(parent.join("cpuset.cpus")).unwrap();
+    // Remove what the test made in every hierarchy (the runtime leaves parents it finds).
+    for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = fs::remove_dir(h.path().join(&parent_name).join("c"));
+        let _ = fs::remove_dir(h.path().join(&parent_name));
+    }
+    out.ok();
+    assert!(!filled.trim().is_empty(), "parent cpus still empty");
+}
+
+/// linux.resources.devices rules are written in the order of the config (the default allow
+/// list after them), so devices.list reads back in the order given.
+#[test]
+fn device_rules_are_written_in_config_order() {
+    skiff_only!("runc 1.1 writes the default allow list first");
+    let mut c = Cg::new("cg_dev_order");
+    c.set_args(&["sleep", "60"]);
+    c.resources(json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+        {"allow": true, "type": "b", "major": 7, "access": "r"},
+        {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+    ]}));
+    c.create_ok();
+    let list = c.file("devices", "devices.list");
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(
+        &lines[..3],
+        ["c 10:229 rw", "b 7:* r", "c 1:7 rwm"],
+        "{list}"
+    );
+}

@@ -362,3 +362,75 @@ fn memory_limit_too_low_for_setup_is_named() {
     c.spec["linux"]["resources"]["memory"] = json!({"limit": 1});
     create_fails(&c, "linux.resources.memory.limit", Some("memory limit"));
 }
+
+/// The phrases engines and scripts look for come first, then skiff's detail.
+#[test]
+fn error_texts_carry_runcs_phrases() {
+    let mut c = Ctx::new("phrases");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    c.rt(&["pause", &c.id]).ok();
+    c.rt(&["exec", &c.id, "true"]).fails_with(
+        "cannot exec in a paused container",
+        Some("cannot exec in a paused container"),
+    );
+    c.rt(&["resume", &c.id]).ok();
+
+    // A resource this host cannot honour (no net_cls controller here, or none on v2).
+    let mut c2 = Ctx::new("phrases_res");
+    c2.spec["linux"]["resources"]["network"] = json!({"classID": 1048577});
+    let out = c2.create();
+    if out.code != 0 {
+        out.fails_with("invalid configuration", None);
+    }
+    c2.assert_clean();
+
+    let mut c3 = Ctx::new("phrases_agent");
+    c3.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": c3.path("nobody-listens").to_str().unwrap(),
+        "syscalls": [{"names": ["sched_get_priority_max"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    c3.run_sh("true")
+        .fails_with("failed to connect with seccomp agent", None);
+    c3.assert_clean();
+}
+
+/// --debug writes each setup step to the --log file, in its format; --log FILE exists after
+/// any command, even one that logged nothing.
+#[test]
+fn debug_log_and_log_file() {
+    let mut c = Ctx::new("debug_log");
+    let log = c.path("debug.log");
+    c.sh_args("true");
+    let id = c.id.clone();
+    c.run_with(&id, &[], |cmd| {
+        let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_os_string()).collect();
+        *cmd = std::process::Command::new(runtime());
+        cmd.args(["--debug", "--log-format", "json", "--log"])
+            .arg(&log)
+            .args(args);
+        cmd.stdin(std::process::Stdio::null());
+    })
+    .ok();
+    let text = fs::read_to_string(&log).unwrap();
+    if is_skiff() {
+        for step in [
+            "namespaces",
+            "cgroups",
+            "init cloned",
+            "init ready",
+            "start ",
+        ] {
+            assert!(text.contains(step), "no {step:?} line:\n{text}");
+        }
+    }
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["msg"].is_string(), "{line}");
+    }
+    let quiet = c.path("quiet.log");
+    c.rt(&["--log", quiet.to_str().unwrap(), "list"]).ok();
+    assert!(quiet.exists(), "--log file not created");
+}

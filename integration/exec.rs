@@ -1142,3 +1142,72 @@ fn process_file_without_user_runs_as_root() {
     out.ok();
     assert_eq!(out.stdout, "0:0\n");
 }
+
+/// `exec --cgroup [CONTROLLER:]PATH` (runc 1.1): the process runs in an existing sub-cgroup of
+/// the container's, in every hierarchy or in those of the controllers named.
+#[test]
+fn exec_into_a_sub_cgroup() {
+    skiff_only!("runc 1.1 leaves a new v1 cpuset sub-cgroup empty and fails with ENOSPC");
+    let mut c = Ctx::new("exec_sub_cg");
+    c.set_args(&["sleep", "60"]);
+    let pid = c.create_ok();
+    c.start().ok();
+    // The container's directory in each hierarchy, and a sub-cgroup "sub" in each.
+    let dirs = proc_cgroup_dirs(pid);
+    for (_, d) in &dirs {
+        fs::create_dir_all(d.join("sub")).unwrap();
+    }
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let memory_line = |text: &str| {
+        text.lines()
+            .find(|l| l.split(':').nth(1) == Some("memory"))
+            .map(|l| l.rsplit(':').next().unwrap().to_string())
+            .unwrap()
+    };
+    let base = memory_line(&own);
+    let out = c.rt(&[
+        "exec",
+        "--cgroup",
+        "/sub",
+        &c.id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    out.ok();
+    for line in out
+        .stdout
+        .lines()
+        .filter(|l| !l.contains("name=systemd") || is_skiff())
+    {
+        assert!(line.ends_with("/sub"), "{line}\n{}", out.stdout);
+    }
+    let out = c.rt(&[
+        "exec",
+        "--cgroup",
+        "memory:/sub",
+        &c.id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    out.ok();
+    assert_eq!(
+        memory_line(&out.stdout),
+        format!("{base}/sub"),
+        "{}",
+        out.stdout
+    );
+    let cpu = out
+        .stdout
+        .lines()
+        .find(|l| l.split(':').nth(1) == Some("cpu"))
+        .unwrap();
+    assert!(!cpu.ends_with("/sub"), "{}", out.stdout);
+    // A sub-cgroup that does not exist is refused, naming the flag.
+    c.rt(&["exec", "--cgroup", "/nope", &c.id, "true"])
+        .fails_with("--cgroup", None);
+    c.kill_id(&c.id, "KILL").ok();
+    c.wait_status(&c.id, "stopped");
+    for (_, d) in &dirs {
+        let _ = fs::remove_dir(d.join("sub"));
+    }
+}

@@ -114,3 +114,87 @@ fn spec_default_and_rootless() {
     assert!(!v["linux"]["uidMappings"].as_array().unwrap().is_empty());
     assert!(!v["linux"]["gidMappings"].as_array().unwrap().is_empty());
 }
+
+/// The order of keys scripts grep for: `state` and `list --format json` as runc prints them
+/// (ociVersion, id, pid, status, bundle, rootfs, created, then owner), `events` lines as
+/// {"type", "id", "data"}.
+#[test]
+fn json_key_order_is_runcs() {
+    let mut c = Ctx::new("key_order");
+    c.set_args(&["sleep", "60"]);
+    c.create_ok();
+    c.start().ok();
+    let keys = |text: &str| -> Vec<String> {
+        // Top-level keys in the order they appear.
+        let mut v = Vec::new();
+        let mut depth = 0;
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth -= 1,
+                b'"' => {
+                    let end = i + 1 + text[i + 1..].find('"').unwrap();
+                    let after = text[end + 1..].trim_start();
+                    if depth == 1 && after.starts_with(':') {
+                        v.push(text[i + 1..end].to_string());
+                    }
+                    i = end;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        v
+    };
+    let runc_order = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    ];
+    let state = c.state_id(&c.id);
+    state.ok();
+    assert_eq!(keys(&state.stdout), runc_order, "{}", state.stdout);
+    let list = c.rt(&["list", "--format", "json"]);
+    list.ok();
+    let inner = list
+        .stdout
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    assert_eq!(keys(inner), runc_order, "{}", list.stdout);
+    let events = c.rt(&["events", "--stats", &c.id]);
+    events.ok();
+    assert!(
+        events.stdout.starts_with(&format!(
+            "{{\"type\":\"stats\",\"id\":\"{}\",\"data\":",
+            c.id
+        )),
+        "{}",
+        events.stdout
+    );
+}
+
+/// `skiff spec` puts a cgroup namespace in only where cgroup v2 is the host's hierarchy, as runc
+/// does.
+#[test]
+fn spec_cgroup_namespace_only_on_unified_hosts() {
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    let c = Ctx::new("spec_cgroupns");
+    let has = c.spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    assert_eq!(
+        has, unified,
+        "cgroup namespace in `spec` on a host where unified={unified}"
+    );
+}

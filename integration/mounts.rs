@@ -629,7 +629,7 @@ fn bind_source_only_host_root_can_reach_in_a_user_namespace() {
     let src = private.join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), "reached\n").unwrap();
-    fs::set_permissions(&src.join("f"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(src.join("f"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
     c.add_mount(json!({"destination": "/mnt", "type": "bind", "source": src.to_str().unwrap(), "options": ["rbind", "ro"]}));
     assert_eq!(c.sh_ok("cat /mnt/f"), "reached\n");

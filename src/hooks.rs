@@ -108,6 +108,7 @@ pub fn run_hooks_with(
 
 fn run_one(stage: &str, hook: &Hook, state: &[u8], env: &HookEnv<'_>) -> Result<()> {
     let path = hook.path();
+    log::debug!("{stage} hook {}", path.display());
     let what = || format!("{stage} hook {}", path.display());
     let mut cmd = Command::new(path);
     match hook.args().as_deref() {

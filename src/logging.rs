@@ -27,6 +27,13 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Install the logger once, at startup.
 pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
+    if let Some(path) = &file {
+        // The file exists after every command, logged to or not (engines open it afterwards).
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+    }
     let logger = LOGGER.get_or_init(|| Logger {
         file,
         format,

@@ -5,7 +5,31 @@ use serde_json::{json, Value};
 
 use crate::config::OCI_VERSION;
 
+/// runc's template for this host: a cgroup namespace only where cgroup v2 is the host's
+/// hierarchy (as runc does; on v1 and hybrid hosts a cgroup namespace hides the paths tools
+/// expect under /sys/fs/cgroup).
 pub fn default_spec() -> Value {
+    default_spec_for(host_is_unified())
+}
+
+/// Whether /sys/fs/cgroup is cgroup2 itself (a unified host).
+pub fn host_is_unified() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// The template with or without a cgroup namespace (`unified`: the host is cgroup v2 only).
+pub fn default_spec_for(unified: bool) -> Value {
+    let mut spec = template();
+    if !unified {
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "cgroup");
+        }
+    }
+    spec
+}
+
+fn template() -> Value {
     json!({
         "ociVersion": OCI_VERSION,
         "process": {
@@ -112,6 +136,19 @@ mod tests {
             let text = serde_json::to_vec(&v).unwrap();
             crate::config::parse(&text).unwrap();
         }
+    }
+
+    #[test]
+    fn cgroup_namespace_only_on_unified_hosts() {
+        let has = |v: &Value| {
+            v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "cgroup")
+        };
+        assert!(has(&default_spec_for(true)));
+        assert!(!has(&default_spec_for(false)));
     }
 
     #[test]

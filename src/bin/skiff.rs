@@ -126,6 +126,10 @@ struct ExecArgs {
     /// Exec even when the container is paused
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's: [CONTROLLER[,...]:]PATH
+    /// (repeatable; without a controller, every hierarchy)
+    #[arg(long = "cgroup", value_name = "[CONTROLLER:]PATH")]
+    cgroup: Vec<String>,
     /// Container id
     id: String,
     /// Command and arguments (unless --process)
@@ -307,6 +311,7 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("apparmor", true),
     ("process-label", true),
     ("ignore-paused", false),
+    ("cgroup", true),
     ("help", false),
 ];
 const SHORT_WITH_VALUE: &[&str] = &["-b", "-f", "-p", "-e", "-u", "-g", "-c", "-r"];
@@ -665,8 +670,8 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
     }
 }
 
-fn pretty(v: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+fn pretty(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
@@ -754,6 +759,7 @@ fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
             console_socket: args.console_socket.clone(),
             preserve_fds: args.preserve_fds,
             ignore_paused: args.ignore_paused,
+            sub_cgroups: args.cgroup.clone(),
         },
     )?;
     Ok(code.clamp(0, 255) as u8)
@@ -888,23 +894,11 @@ fn list(store: &Store, format: &str, quiet: bool) -> Result<()> {
         return Ok(());
     }
     if format == "json" {
-        let items: Vec<serde_json::Value> = all
+        let items: Vec<container::StateView<'_>> = all
             .iter()
-            .map(|(st, status)| {
-                serde_json::json!({
-                    "ociVersion": st.oci_version,
-                    "id": st.id,
-                    "pid": if *status == skiff::state::Status::Stopped { 0 } else { st.pid },
-                    "status": status.as_str(),
-                    "bundle": st.bundle,
-                    "rootfs": st.rootfs,
-                    "created": st.created,
-                    "annotations": st.annotations,
-                    "owner": st.owner,
-                })
-            })
+            .map(|(st, status)| container::StateView::new(st, *status))
             .collect();
-        println!("{}", serde_json::Value::Array(items));
+        println!("{}", serde_json::to_string(&items).unwrap_or_default());
         return Ok(());
     }
     let mut rows = vec![[

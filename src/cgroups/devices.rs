@@ -10,7 +10,6 @@
 //! The resulting state is a default plus exceptions whose action is the
 //! opposite of the default, so their order does not matter.
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -148,11 +147,12 @@ pub fn default_rules() -> Vec<DevRule> {
 
 type Key = (char, Option<u32>, Option<u32>);
 
-/// The emulated state of a v1 devices cgroup.
+/// The emulated state of a v1 devices cgroup. Exceptions keep the order their rules came
+/// in, so that devices.list reads back in the order of the config.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceState {
     pub default_allow: bool,
-    exceptions: BTreeMap<Key, u8>,
+    exceptions: Vec<(Key, u8)>,
 }
 
 impl DeviceState {
@@ -160,21 +160,31 @@ impl DeviceState {
     pub fn new() -> Self {
         DeviceState {
             default_allow: false,
-            exceptions: BTreeMap::new(),
+            exceptions: Vec::new(),
         }
+    }
+
+    fn exception(&self, key: &Key) -> Option<u8> {
+        self.exceptions
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, a)| *a)
     }
 
     pub fn apply(&mut self, r: &DevRule) -> Result<()> {
         if r.kind == 'a' {
             *self = DeviceState {
                 default_allow: r.allow,
-                exceptions: BTreeMap::new(),
+                exceptions: Vec::new(),
             };
             return Ok(());
         }
         let key = (r.kind, r.major, r.minor);
         if r.allow != self.default_allow {
-            *self.exceptions.entry(key).or_insert(0) |= r.access;
+            match self.exceptions.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, a)) => *a |= r.access,
+                None => self.exceptions.push((key, r.access)),
+            }
             return Ok(());
         }
         // Removing permissions: refuse to punch a hole in a wider rule.
@@ -186,20 +196,20 @@ impl DeviceState {
             if wider == key {
                 continue;
             }
-            if let Some(p) = self.exceptions.get(&wider) {
+            if let Some(p) = self.exception(&wider) {
                 if p & r.access != 0 {
                     return Err(Error::msg(format!(
                         "device rule {:?} cannot take away access granted by the wildcard rule {:?}",
                         r.v1_line(),
-                        DevRule { allow: !r.allow, kind: wider.0, major: wider.1, minor: wider.2, access: *p }.v1_line()
+                        DevRule { allow: !r.allow, kind: wider.0, major: wider.1, minor: wider.2, access: p }.v1_line()
                     )));
                 }
             }
         }
-        if let Some(p) = self.exceptions.get_mut(&key) {
-            *p &= !r.access;
-            if *p == 0 {
-                self.exceptions.remove(&key);
+        if let Some(i) = self.exceptions.iter().position(|(k, _)| *k == key) {
+            self.exceptions[i].1 &= !r.access;
+            if self.exceptions[i].1 == 0 {
+                self.exceptions.remove(i);
             }
         }
         Ok(())
@@ -213,11 +223,11 @@ impl DeviceState {
         Ok(s)
     }
 
-    /// The exceptions (action = !default), sorted.
+    /// The exceptions (action = !default), in the order their rules came.
     pub fn exceptions(&self) -> impl Iterator<Item = DevRule> + '_ {
         self.exceptions
             .iter()
-            .map(|(&(kind, major, minor), &access)| DevRule {
+            .map(|&((kind, major, minor), access)| DevRule {
                 allow: !self.default_allow,
                 kind,
                 major,

@@ -186,12 +186,17 @@ pub fn create_part(
     plan.check_host(limits)?;
     let devices = plan.device_state()?;
     let handle = CgroupHandle::resolve(host, &plan.path);
-    if part == Part::V2 {
+    if part != Part::V1 {
         // The first of the two steps refuses a cgroup that is in use in any
         // hierarchy, before anything is made or anyone cloned.
-        for d in handle.dirs.iter().filter(|d| !d.v2) {
-            refuse_busy(d)?;
+        if part == Part::V2 {
+            for d in handle.dirs.iter().filter(|d| !d.v2) {
+                refuse_busy(d)?;
+            }
         }
+        // A frozen cgroup (or one under a frozen parent) would freeze the init the moment it
+        // joins: create would wait forever for a process that cannot run.
+        refuse_frozen(&handle)?;
     }
     let mut created: Vec<PathBuf> = Vec::new();
     let r = (|| -> Result<()> {
@@ -306,6 +311,109 @@ fn has_procs(dir: &Path) -> Result<bool> {
 }
 
 /// A container never shares its cgroup with processes already there.
+impl CgroupHandle {
+    /// The handle of existing sub-cgroups, for `exec --cgroup`: each entry is
+    /// `[CONTROLLER[,...]:]PATH`, PATH relative to the container's cgroup; one without
+    /// controllers applies to every hierarchy, one with controllers to the hierarchies that
+    /// serve them (runc's format). Hierarchies no entry names keep the container's cgroup.
+    pub fn sub_cgroups(&self, specs: &[String]) -> Result<CgroupHandle> {
+        let mut parsed: Vec<(Option<Vec<&str>>, &str)> = Vec::new();
+        for spec in specs {
+            let (ctrls, path) = match spec.split_once(':') {
+                Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+                None => (None, spec.as_str()),
+            };
+            let rel = path.trim_start_matches('/');
+            let bad = rel.is_empty()
+                || std::path::Path::new(rel)
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)));
+            if bad {
+                return Err(Error::config(
+                    "--cgroup",
+                    format!("{spec:?}: the path must name a sub-cgroup (no \"..\", not empty)"),
+                ));
+            }
+            parsed.push((ctrls, rel));
+        }
+        let mut out = self.clone();
+        for d in out.dirs.iter_mut() {
+            let pick = parsed
+                .iter()
+                .find(|(c, _)| {
+                    c.as_ref()
+                        .is_some_and(|c| c.iter().any(|x| d.controllers.iter().any(|y| y == x)))
+                })
+                .or_else(|| parsed.iter().find(|(c, _)| c.is_none()));
+            if let Some((_, rel)) = pick {
+                let sub = d.dir.join(rel);
+                if !sub.is_dir() {
+                    return Err(Error::config(
+                        "--cgroup",
+                        format!(
+                            "{} does not exist (create the sub-cgroup first)",
+                            sub.display()
+                        ),
+                    ));
+                }
+                // Made with a plain mkdir, a v1 cpuset sub-cgroup has no cpus or mems yet.
+                if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
+                    inherit_cpuset(&sub)?;
+                }
+                d.dir = sub;
+            }
+        }
+        for (c, _) in &parsed {
+            if let Some(c) = c {
+                for x in c {
+                    if !self
+                        .dirs
+                        .iter()
+                        .any(|d| d.controllers.iter().any(|y| y == x))
+                    {
+                        return Err(Error::config(
+                            "--cgroup",
+                            format!("the container has no {x} cgroup"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn refuse_frozen(handle: &CgroupHandle) -> Result<()> {
+    for d in &handle.dirs {
+        let freezes = d.v2 || d.controllers.iter().any(|c| c == "freezer");
+        if !freezes {
+            continue;
+        }
+        // The cgroup itself, or the nearest ancestor that exists (a new cgroup starts
+        // frozen under a frozen parent).
+        let Some(existing) = d.dir.ancestors().find(|p| p.is_dir()) else {
+            continue;
+        };
+        let frozen = if d.v2 {
+            crate::fsio::read_to_string(existing.join("cgroup.events"))
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+        } else {
+            crate::fsio::read_to_string(existing.join("freezer.state"))
+                .is_ok_and(|t| t.trim() != "THAWED")
+        };
+        if frozen {
+            return Err(Error::config(
+                "linux.cgroupsPath",
+                format!(
+                    "{} is frozen: a container there could not run (thaw it first)",
+                    existing.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn refuse_busy(d: &CgroupDir) -> Result<()> {
     if d.dir.is_dir() && has_procs(&d.dir)? {
         return Err(Error::msg(format!(
@@ -364,20 +472,36 @@ fn make_dir(host: &HostCgroups, d: &CgroupDir, created: &mut Vec<PathBuf>) -> Re
     Ok(())
 }
 
-/// A new v1 cpuset cgroup starts with empty cpus/mems, where no task may
-/// join: copy the parent's.
+/// A new v1 cpuset cgroup starts with empty cpus/mems, where no task may join: copy the
+/// parent's. A parent someone else made with a plain mkdir is empty too: every empty level
+/// is filled, top down, from the nearest ancestor that has values (as runc does).
 fn inherit_cpuset(dir: &Path) -> Result<()> {
-    let Some(parent) = dir.parent() else {
-        return Ok(());
-    };
     for f in ["cpuset.cpus", "cpuset.mems"] {
         let mine = dir.join(f);
         let Ok(cur) = crate::fsio::read_to_string(&mine) else {
             continue;
         };
-        if cur.trim().is_empty() {
-            let v = read_file(&parent.join(f))?;
-            write_file(&mine, v.trim())?;
+        if !cur.trim().is_empty() {
+            continue;
+        }
+        // The empty levels from `dir` up, until one that has a value (or the root).
+        let mut empty = vec![dir];
+        let mut value = String::new();
+        for level in dir.ancestors().skip(1) {
+            let Ok(v) = crate::fsio::read_to_string(level.join(f)) else {
+                break; // above the hierarchy's root
+            };
+            if !v.trim().is_empty() {
+                value = v.trim().to_string();
+                break;
+            }
+            empty.push(level);
+        }
+        if value.is_empty() {
+            continue; // nothing to copy: the join will say why
+        }
+        for level in empty.iter().rev() {
+            write_file(&level.join(f), &value)?;
         }
     }
     Ok(())
@@ -408,9 +532,15 @@ fn enable_v2_controllers(host: &HostCgroups, parent: &Path) -> Result<()> {
     write_file(&parent.join("cgroup.subtree_control"), &want.join(" "))
 }
 
+/// A resource this host cannot apply: runc's phrase first (engines and scripts look for it),
+/// then the field and why.
+pub(crate) fn cannot_honour(field: &str, reason: String) -> Error {
+    Error::msg(format!("invalid configuration: {field}: {reason}"))
+}
+
 fn apply_write(handle: &CgroupHandle, w: &Write, part: Part) -> Result<()> {
     let d = handle.dir_for(w.controller).ok_or_else(|| {
-        Error::config(
+        cannot_honour(
             &w.field,
             format!(
                 "the {} controller is not available on this host",
@@ -432,7 +562,7 @@ fn apply_write(handle: &CgroupHandle, w: &Write, part: Part) -> Result<()> {
     match write_raw(&path, value) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && w.optional => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::config(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(cannot_honour(
             &w.field,
             format!(
                 "{} does not exist (not supported by this kernel or cgroup)",

@@ -530,7 +530,7 @@ impl CgroupPlan {
         let mut ops = Vec::new();
         let need = |ctrl: &'static str, field: &str| -> Result<Backend<'_>> {
             host.backend(ctrl).ok_or_else(|| {
-                cfg(
+                super::manager::cannot_honour(
                     field,
                     format!("the {ctrl} controller is not available on this host"),
                 )

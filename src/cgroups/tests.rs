@@ -168,7 +168,8 @@ fn fake_v1_tree_gets_v1_files() {
     // holds the rules back to back, in order (reset first, then the allows).
     assert_eq!(read(t.join("devices/ctr/x/devices.deny")), "a *:* rwm");
     let allows = read(t.join("devices/ctr/x/devices.allow"));
-    assert!(allows.starts_with("b *:* mc *:* m"), "{allows}");
+    // The config's rules first, in its order, then the default allow list.
+    assert!(allows.starts_with("c 4:1 rwc *:* mb *:* m"), "{allows}");
     assert!(allows.contains("c 1:3 rwm"), "{allows}");
     // Handles round-trip through JSON (state file).
     let j = serde_json::to_string(&h).unwrap();

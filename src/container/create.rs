@@ -81,6 +81,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     let spec = config::load(&opts.bundle)?;
     crate::userns::check(&spec)?;
     let plan = ContainerPlan::from_spec(&spec, opts)?;
+    log::debug!(
+        "create {}: bundle {}, rootfs {}, namespaces {:?}",
+        opts.id,
+        plan.bundle.display(),
+        plan.rootfs.rootfs().display(),
+        plan.namespaces
+    );
     let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
 
     // Everything that can fail on bad input is opened before anything exists.
@@ -209,6 +216,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // A failed create kills what is in the cgroups it made: only those of
     // the steps done (a v1 directory found in use after the clone belongs
     // to someone else).
+    log::debug!("create {}: cgroups {:?}", opts.id, cgroup);
     cleanup.cgroup = Some(if overlap {
         cgroup.part(cgroups::Part::V2)
     } else {
@@ -262,6 +270,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         Forked::Child => unreachable!("the child never returns from init::run"),
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
+    log::debug!("create {}: init cloned, pid {pid}", opts.id);
     cleanup.init = Some((pid, pidfd));
     drop(init_end);
     drop(listener);
@@ -324,15 +333,35 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     loop {
         match parent_end.recv::<ToParent>()? {
             Some(ToParent::RuntimeHooks) => {
+                log::debug!(
+                    "create {}: namespaces joined, {} mounts made; prestart and createRuntime hooks",
+                    plan.id,
+                    spec.mounts().as_ref().map_or(0, |m| m.len())
+                );
                 let st = creating_state();
                 hooks::run_hooks("prestart", &plan.hooks.prestart, st.as_bytes())?;
                 hooks::run_hooks("createRuntime", &plan.hooks.create_runtime, st.as_bytes())?;
                 parent_end.send(&ToInit::RuntimeHooksDone)?;
             }
             Some(ToParent::SeccompListener) => {
+                log::debug!(
+                    "create {}: seccomp filter installed, listener to the agent",
+                    plan.id
+                );
                 forward_seccomp_listener(&parent_end, &plan.process, creating_state().as_bytes())?;
             }
-            Some(ToParent::Ready) => break,
+            Some(ToParent::Ready) => {
+                log::debug!(
+                    "create {}: init ready (root entered, process set up{})",
+                    plan.id,
+                    if plan.process.seccomp.is_some() {
+                        "; seccomp filter at exec"
+                    } else {
+                        ""
+                    }
+                );
+                break;
+            }
             other => return Err(init_failed(other, pid, &cgroup)),
         }
     }

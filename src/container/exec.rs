@@ -34,6 +34,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLER[,...]:]PATH`: sub-cgroups of the container's to run in.
+    pub sub_cgroups: Vec<String>,
 }
 
 /// Namespace types in `setns(pidfd, ...)` flag form with their /proc names.
@@ -114,7 +116,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         Status::Stopped => return Err(Error::NotRunning(opts.id.clone())),
         Status::Paused if !opts.ignore_paused => {
             return Err(Error::msg(format!(
-                "container {} is paused: resume it or pass --ignore-paused",
+                "cannot exec in a paused container: {} (resume it or pass --ignore-paused)",
                 opts.id
             )))
         }
@@ -138,6 +140,18 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         },
         opts.preserve_fds,
     )?;
+    // The cgroups the process joins: the container's, or sub-cgroups of them (--cgroup).
+    let cgroup = match &st.cgroup {
+        Some(cg) if !opts.sub_cgroups.is_empty() => Some(cg.sub_cgroups(&opts.sub_cgroups)?),
+        Some(cg) => Some(cg.clone()),
+        None if !opts.sub_cgroups.is_empty() => {
+            return Err(Error::msg(format!(
+                "--cgroup: container {} has no cgroup",
+                opts.id
+            )))
+        }
+        None => None,
+    };
     let init_pidfd = state::open_init(&st)?;
     let ns_flags = differing_namespaces(st.pid)?;
 
@@ -173,7 +187,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     let via_intermediate = ns_flags & libc::CLONE_NEWPID != 0;
     // The process joins the container's cgroups before it runs anything: born there on v2,
     // moving itself into v1 hierarchies while it waits for the go-ahead.
-    let v2_dir = match &st.cgroup {
+    let v2_dir = match &cgroup {
         Some(cg) => cg.v2_dir_fd()?,
         None => None,
     };
@@ -193,7 +207,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
             via_intermediate,
             plan: &plan,
             console: console_for_child,
-            join_cgroup: st.cgroup.as_ref(),
+            join_cgroup: cgroup.as_ref(),
             init_root: init_root.as_ref().map(|f| f.as_raw_fd()),
         }),
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -211,7 +225,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     // The process (pid, pidfd) once known; until then the first child is it.
     let mut process: Option<(i32, OwnedFd)> = None;
     let outcome = (|| -> Result<()> {
-        if let Some(cg) = &st.cgroup {
+        if let Some(cg) = &cgroup {
             // The child moves itself into the v1 hierarchies (cheaper, see
             // CgroupHandle::join_self_v1); v2 needs us unless it was born there.
             if !placed_into_v2 {
@@ -274,6 +288,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
         }
         return Err(e);
     }
+    log::debug!("exec {}: pid {pid} runs {:?}", opts.id, plan.args);
     // The process runs the user's program: from here on it is one of the container's, frozen
     // by a pause and killed by a delete like the others.
     drop(lock);

@@ -10,8 +10,6 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
-use serde_json::json;
-
 pub use create::{create, write_pid_file, Launched};
 pub use plan::CreateOptions;
 
@@ -57,6 +55,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     if !reply.is_empty() {
         return Err(Error::msg(reply));
     }
+    log::debug!("start {id}: the init (pid {}) exec'd the process", st.pid);
     // The hooks may call back into the runtime (exec, pause, ...) on this container.
     drop(lock);
     if !st.poststart_hooks.is_empty() {
@@ -203,21 +202,42 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
     Ok(())
 }
 
-/// The runtime-spec state object, plus runc's extra fields.
-pub fn state_json(store: &Store, st: &ContainerState) -> serde_json::Value {
-    let status = store.status(st);
-    let pid = if status == Status::Stopped { 0 } else { st.pid };
-    json!({
-        "ociVersion": st.oci_version,
-        "id": st.id,
-        "pid": pid,
-        "status": status.as_str(),
-        "bundle": st.bundle,
-        "rootfs": st.rootfs,
-        "created": st.created,
-        "owner": st.owner,
-        "annotations": st.annotations,
-    })
+/// The runtime-spec state object with runc's extra fields, in runc's order (`state` and
+/// `list --format json` print it; scripts grep these lines).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateView<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: &'static str,
+    pub bundle: &'a std::path::Path,
+    pub rootfs: &'a std::path::Path,
+    pub created: &'a str,
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub annotations: &'a std::collections::HashMap<String, String>,
+    pub owner: &'a str,
+}
+
+impl<'a> StateView<'a> {
+    pub fn new(st: &'a ContainerState, status: Status) -> Self {
+        StateView {
+            oci_version: &st.oci_version,
+            id: &st.id,
+            pid: if status == Status::Stopped { 0 } else { st.pid },
+            status: status.as_str(),
+            bundle: &st.bundle,
+            rootfs: &st.rootfs,
+            created: &st.created,
+            annotations: &st.annotations,
+            owner: &st.owner,
+        }
+    }
+}
+
+/// The state of `st` as `state` prints it.
+pub fn state_json<'a>(store: &Store, st: &'a ContainerState) -> StateView<'a> {
+    StateView::new(st, store.status(st))
 }
 
 /// Every container with a readable state, for `list`.

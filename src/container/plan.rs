@@ -406,13 +406,24 @@ pub fn hook_state(
     bundle: &Path,
     annotations: &std::collections::HashMap<String, String>,
 ) -> String {
-    serde_json::json!({
-        "ociVersion": crate::config::OCI_VERSION,
-        "id": id,
-        "status": status,
-        "pid": pid,
-        "bundle": bundle,
-        "annotations": annotations,
+    // The spec's order.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct HookState<'a> {
+        oci_version: &'a str,
+        id: &'a str,
+        status: &'a str,
+        pid: i32,
+        bundle: &'a Path,
+        annotations: &'a std::collections::HashMap<String, String>,
+    }
+    serde_json::to_string(&HookState {
+        oci_version: crate::config::OCI_VERSION,
+        id,
+        status,
+        pid,
+        bundle,
+        annotations,
     })
-    .to_string()
+    .unwrap_or_default()
 }

@@ -94,12 +94,27 @@ fn pid_namespace_members(pid: i32) -> Result<Vec<i32>> {
     Ok(out)
 }
 
-fn stats_event(id: &str, cg: &CgroupHandle) -> Result<serde_json::Value> {
-    Ok(json!({"type": "stats", "id": id, "data": cg.stats()?}))
+/// One line of `events`, keys in runc's order (scripts grep these lines).
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
 }
 
-fn emit(out: &mut impl Write, v: &serde_json::Value) -> Result<()> {
-    writeln!(out, "{v}")
+fn stats_event<'a>(id: &'a str, cg: &CgroupHandle) -> Result<Event<'a>> {
+    Ok(Event {
+        kind: "stats",
+        id,
+        data: Some(json!(cg.stats()?)),
+    })
+}
+
+fn emit(out: &mut impl Write, v: &Event<'_>) -> Result<()> {
+    let line = serde_json::to_string(v).map_err(|e| Error::msg(format!("encode event: {e}")))?;
+    writeln!(out, "{line}")
         .and_then(|()| out.flush())
         .map_err(|e| Error::io("write event to", "stdout", e))
 }
@@ -141,7 +156,14 @@ pub fn events(store: &Store, id: &str, stats_once: bool, interval: Duration) -> 
             }
         };
         for _ in 0..kills {
-            emit(&mut out, &json!({"type": "oom", "id": id}))?;
+            emit(
+                &mut out,
+                &Event {
+                    kind: "oom",
+                    id,
+                    data: None,
+                },
+            )?;
         }
     }
 }

@@ -165,8 +165,13 @@ pub fn send_listener(
     .map_err(|e| Error::sys("seccomp listener: socket", e))?;
     let addr = UnixAddr::new(listener_path)
         .map_err(|e| Error::sys_path("seccomp listener: socket address", listener_path, e))?;
-    connect(sock.as_raw_fd(), &addr)
-        .map_err(|e| Error::sys_path("seccomp listener: connect", listener_path, e))?;
+    connect(sock.as_raw_fd(), &addr).map_err(|e| {
+        Error::sys_path(
+            "failed to connect with seccomp agent: connect",
+            listener_path,
+            e,
+        )
+    })?;
     let fds = [listener.as_raw_fd()];
     let mut sent = 0;
     while sent < msg.len() {
