@@ -1246,17 +1246,18 @@ enum Reply {
     },
 }
 
-type Route = Arc<dyn Fn(&str) -> Option<Reply> + Send + Sync>;
+type Route = Arc<dyn Fn(&str, &str) -> Option<Reply> + Send + Sync>;
 
 /// A registry that says what a test wants on 127.0.0.1 (docker-registry
-/// will not serve a 300 MB manifest or stall). `/v2/` answers 200 unless
-/// the route says otherwise; anything unrouted is a 404 MANIFEST_UNKNOWN.
+/// will not serve a 300 MB manifest or stall). The route gets the path and
+/// the request's head. `/v2/` answers 200 unless the route says otherwise;
+/// anything unrouted is a 404 MANIFEST_UNKNOWN.
 struct Fake {
     port: u16,
     hits: Arc<Mutex<Vec<String>>>,
 }
 
-fn fake_registry(route: impl Fn(&str) -> Option<Reply> + Send + Sync + 'static) -> Fake {
+fn fake_registry(route: impl Fn(&str, &str) -> Option<Reply> + Send + Sync + 'static) -> Fake {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let hits = Arc::new(Mutex::new(Vec::new()));
@@ -1275,7 +1276,7 @@ fn fake_registry(route: impl Fn(&str) -> Option<Reply> + Send + Sync + 'static) 
 
 fn serve_one(
     mut c: std::net::TcpStream,
-    route: &(dyn Fn(&str) -> Option<Reply> + Send + Sync),
+    route: &(dyn Fn(&str, &str) -> Option<Reply> + Send + Sync),
     hits: &Mutex<Vec<String>>,
 ) {
     let mut req = Vec::new();
@@ -1286,14 +1287,11 @@ fn serve_one(
             _ => return,
         }
     }
-    let line = String::from_utf8_lossy(&req)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let head_text = String::from_utf8_lossy(&req).into_owned();
+    let line = head_text.lines().next().unwrap_or("").to_string();
     let path = line.split(' ').nth(1).unwrap_or("").to_string();
     hits.lock().unwrap().push(path.clone());
-    let reply = route(&path).unwrap_or_else(|| {
+    let reply = route(&path, &head_text).unwrap_or_else(|| {
         if path == "/v2/" {
             Reply::Full(200, vec![], b"{}".to_vec())
         } else {
@@ -1443,7 +1441,8 @@ struct Run {
     /// None: still running at the deadline, killed.
     status: Option<std::process::ExitStatus>,
     stderr: String,
-    /// Peak resident set, kB.
+    /// Peak resident set, kB (VmHWM, polled: rusage's ru_maxrss would
+    /// include this test process's own, shared until exec by posix_spawn).
     maxrss_kb: i64,
     elapsed: Duration,
 }
@@ -1470,27 +1469,35 @@ fn run_deadline(store: &Path, args: &[&str], env: &[(&str, &str)], deadline: Dur
 fn wait_deadline(pid: i32, deadline: Duration, errf: &Path) -> Run {
     let start = Instant::now();
     let mut killed = false;
+    let mut hwm = 0i64;
     loop {
+        if let Ok(st) = fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(v) = st
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
+                hwm = hwm.max(v);
+            }
+        }
         let mut st = 0;
-        // SAFETY: an all-zero rusage is valid; wait4 on our own child.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid out-pointers.
-        let r = unsafe { libc::wait4(pid, &mut st, libc::WNOHANG, &mut ru) };
+        // SAFETY: waitpid on our own child, valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
         if r == pid {
             return Run {
                 status: (!killed).then(|| std::process::ExitStatus::from_raw(st)),
                 stderr: fs::read_to_string(errf).unwrap_or_default(),
-                maxrss_kb: ru.ru_maxrss,
+                maxrss_kb: hwm,
                 elapsed: start.elapsed(),
             };
         }
-        assert_eq!(r, 0, "wait4");
+        assert_eq!(r, 0, "waitpid");
         if !killed && start.elapsed() > deadline {
             // SAFETY: our own child, not yet reaped.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             killed = true;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -1605,7 +1612,7 @@ fn oversized_manifests_and_configs_are_refused() {
     let man = json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": 100u64 << 20},
         "layers": []});
-    let f = fake_registry(move |p| match p {
+    let f = fake_registry(move |p, _| match p {
         "/v2/t/big/manifests/v1" => Some(Reply::Zeros {
             len: BIG,
             announce: true,
@@ -1737,9 +1744,9 @@ fn stalled_registry_times_out() {
             head_fast: false,
         },
     );
-    let f = fake_registry(move |p| routes.get(p).cloned());
+    let f = fake_registry(move |p, _| routes.get(p).cloned());
     // A registry that stalls on its very first answer (/v2/).
-    let f0 = fake_registry(|p| (p == "/v2/").then_some(Reply::Stall));
+    let f0 = fake_registry(|p, _| (p == "/v2/").then_some(Reply::Stall));
 
     let s = tmp();
     ok(img(s.path(), &["ls"]));
@@ -1800,7 +1807,7 @@ fn stalled_registry_times_out() {
             every: Duration::from_millis(200),
         },
     );
-    let f2 = fake_registry(move |p| routes.get(p).cloned());
+    let f2 = fake_registry(move |p, _| routes.get(p).cloned());
     let r = run_deadline(
         s.path(),
         &["pull", "-q", &format!("127.0.0.1:{}/t/slowok:v1", f2.port)],
@@ -1965,7 +1972,7 @@ fn interrupted_import_and_pull_leave_nothing_behind() {
             every: Duration::from_millis(100),
         },
     );
-    let f = fake_registry(move |p| routes.get(p).cloned());
+    let f = fake_registry(move |p, _| routes.get(p).cloned());
     let r = interrupt_when_writing(
         &s,
         &["pull", "-q", &format!("127.0.0.1:{}/t/slow:v1", f.port)],
@@ -1980,6 +1987,70 @@ fn interrupted_import_and_pull_leave_nothing_behind() {
         "temp files left"
     );
     assert_eq!(before, snapshot(&s), "the store changed");
+
+    // Unpack: a layer with a 64 GiB file (sparse in the store, written for
+    // real into the rootfs) is still being extracted at SIGTERM.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(64 << 30);
+    h.set_path("big").unwrap();
+    h.set_cksum();
+    let fake = "34".repeat(32);
+    let lp = s.join("blobs/sha256").join(&fake);
+    fs::write(&lp, h.as_bytes()).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&lp)
+        .unwrap()
+        .set_len(512 + (64 << 30) + 1024)
+        .unwrap();
+    let cfg = serde_json::to_vec(&json!({"architecture": host_arch(), "os": "linux",
+        "config": {"Cmd": ["/bin/true"]}, "rootfs": {"type": "layers", "diff_ids": []}}))
+    .unwrap();
+    let cd = sha_hex(&cfg);
+    fs::write(s.join("blobs/sha256").join(&cd), &cfg).unwrap();
+    let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{cd}"), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{fake}"), "size": 512u64 + (64 << 30) + 1024}]}))
+    .unwrap();
+    let md = sha_hex(&m);
+    fs::write(s.join("blobs/sha256").join(&md), &m).unwrap();
+    fs::write(
+        s.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [{"mediaType": MT_MANIFEST, "digest": format!("sha256:{md}"), "size": m.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "docker.io/evil/slow:1"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let bundle = w.path().join("bundle");
+    let errf = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(BIN)
+        .arg("--store")
+        .arg(&s)
+        .args(["unpack", "evil/slow:1"])
+        .arg(&bundle)
+        .stdout(Stdio::null())
+        .stderr(errf.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    let start = Instant::now();
+    while fs::metadata(bundle.join("rootfs/big")).map_or(0, |m| m.len()) < (10 << 20) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "unpack did not start: {}",
+            fs::read_to_string(errf.path()).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: our own child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let r = wait_deadline(pid, Duration::from_secs(15), errf.path());
+    let st = r.status.expect("not ended by SIGTERM");
+    assert_eq!(st.signal(), Some(libc::SIGTERM), "{st:?}: {}", r.stderr);
+    assert!(!bundle.exists(), "a half-made bundle is left");
 }
 
 #[test]
@@ -2061,7 +2132,7 @@ fn blob_sizes_must_match_descriptors() {
         },
     );
     routes.extend(r2);
-    let f = fake_registry(move |p| routes.get(p).cloned());
+    let f = fake_registry(move |p, _| routes.get(p).cloned());
     let base = format!("127.0.0.1:{}", f.port);
     let r = run_deadline(&s, &["pull", "-q", &format!("{base}/t/img:idx")], &[], t);
     run_fails(&r, "size");
@@ -2120,11 +2191,13 @@ fn whiteouts_of_dot_and_dotdot_are_refused() {
 #[test]
 fn huge_index_error_is_capped() {
     let ms: Vec<Value> = (0..25_000)
-        .map(|i| json!({"mediaType": MT_MANIFEST, "digest": format!("sha256:{}", "0".repeat(64)), "size": 1,
-                        "platform": {"architecture": format!("a{i}"), "os": "linux"}}))
+        .map(|i| {
+            json!({"digest": format!("sha256:{}", "0".repeat(64)), "size": 1,
+                        "platform": {"architecture": format!("a{i}"), "os": "linux"}})
+        })
         .collect();
     let idx = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": ms});
-    let f = fake_registry(move |p| {
+    let f = fake_registry(move |p, _| {
         (p == "/v2/t/many/manifests/v1").then(|| json_reply(&idx, MT_INDEX))
     });
     let s = tmp();
@@ -2188,4 +2261,95 @@ fn hostile_passwd_does_not_hang_unpack() {
         assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
         assert!(r.maxrss_kb < 100_000, "peak RSS {} kB", r.maxrss_kb);
     }
+}
+
+#[test]
+fn bearer_tokens_renew_and_stay_bounded() {
+    let lb = layer(&[E::File("f", b"token test")]);
+    let (routes, _) = small_image("t/tok", "v1", &lb);
+    let port = Arc::new(Mutex::new(0u16));
+    let issued = Arc::new(AtomicU32::new(0));
+    let (p2, i2) = (port.clone(), issued.clone());
+    let unauthorized = |realm: String| {
+        Reply::Full(
+            401,
+            vec![(
+                "WWW-Authenticate".into(),
+                format!("Bearer realm=\"{realm}\",service=\"fake\""),
+            )],
+            br#"{"errors":[{"code":"UNAUTHORIZED","message":"token please"}]}"#.to_vec(),
+        )
+    };
+    let f = fake_registry(move |p, head| {
+        let realm = format!("http://127.0.0.1:{}/token", p2.lock().unwrap());
+        let auth = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: "))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let ua = head.contains("user-agent: skiff-image/");
+        if p == "/v2/" {
+            return Some(unauthorized(realm));
+        }
+        if let Some(q) = p.strip_prefix("/token?") {
+            assert!(q.contains("scope=repository%3At%2Ftok%3Apull"), "{q}");
+            assert!(q.contains("service=fake"), "{q}");
+            // alice:pw (alice:huge gets 300 MB of answer)
+            if auth == "Basic YWxpY2U6aHVnZQ==" {
+                return Some(Reply::Zeros {
+                    len: 300 << 20,
+                    announce: false,
+                    headers: vec![],
+                });
+            }
+            if auth != "Basic YWxpY2U6cHc=" {
+                return Some(Reply::Full(401, vec![], b"{}".to_vec()));
+            }
+            let n = i2.fetch_add(1, Ordering::SeqCst) + 1;
+            return Some(Reply::Full(
+                200,
+                vec![],
+                format!(r#"{{"token":"T{n}"}}"#).into_bytes(),
+            ));
+        }
+        // The first token works for manifests only: blobs make the client
+        // log in again (as when a token expires mid-pull).
+        let ok = match auth
+            .strip_prefix("Bearer T")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            Some(n) => n >= 2 || p.contains("/manifests/"),
+            None => false,
+        };
+        if !ok || !ua {
+            return Some(unauthorized(realm));
+        }
+        routes.get(p).cloned()
+    });
+    *port.lock().unwrap() = f.port;
+    let s = tmp();
+    let n = format!("127.0.0.1:{}/t/tok:v1", f.port);
+    let t = Duration::from_secs(30);
+    let r = run_deadline(s.path(), &["pull", "-q", &n], &[], t);
+    run_fails(&r, "unauthorized");
+    let r = run_deadline(
+        s.path(),
+        &["pull", "-q", "--creds", "alice:wrong", &n],
+        &[],
+        t,
+    );
+    run_fails(&r, "unauthorized");
+    let r = run_deadline(
+        s.path(),
+        &["pull", "-q", "--creds", "alice:huge", &n],
+        &[],
+        t,
+    );
+    run_fails(&r, "more than");
+    assert!(r.maxrss_kb < 100_000, "peak RSS {} kB", r.maxrss_kb);
+    let r = run_deadline(s.path(), &["pull", "-q", "--creds", "alice:pw", &n], &[], t);
+    assert!(r.status.is_some_and(|s| s.success()), "{}", r.stderr);
+    assert!(issued.load(Ordering::SeqCst) >= 2);
+    assert_eq!(orphans(s.path()), (vec![], vec![]));
 }

@@ -1,16 +1,27 @@
 //! `import`: docker-archive, oci-archive, an OCI layout directory, or a
 //! plain root file system tar (made into a one-layer image).
+//!
+//! What an archive or a layout says is not trusted: files of a layout are
+//! opened without following symlinks (anywhere in their path) and must be
+//! regular files; a blob must have its descriptor's size (checked before
+//! and while it is read, so a huge file is not copied) and digest;
+//! manifests, indexes and configs are read whole only below the limits in
+//! store.rs.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
 
 use sha2::{Digest, Sha256};
 use skiff::error::{Error, Result};
 
 use crate::registry::{check_and_convert, host_platform, media_type_of, select_platform};
-use crate::store::*;
+use crate::store::{self, *};
 use crate::{bundle, refs, unpack};
 
 /// Where the files of an archive or layout come from.
@@ -20,30 +31,99 @@ enum Source {
     Files(HashMap<String, PathBuf>),
 }
 
+/// fstat of an fd.
+fn fstat(fd: &OwnedFd) -> std::result::Result<libc::stat, Errno> {
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on an fd we own, into a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(st)
+}
+
+fn kind(mode: libc::mode_t) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFLNK => "a symlink",
+        _ => "not a regular file",
+    }
+}
+
+/// Opens `name` (relative, cleaned) under the directory `dir` for reading:
+/// no symlink may be on the way (nor be the file), and it must be a regular
+/// file; it is looked at through O_PATH first, so a FIFO does not block
+/// and a device node is never opened. Returns the file and its size.
+fn open_beneath(dir: &Path, name: &str) -> Result<(File, u64)> {
+    let shown = dir.join(name);
+    let cdir = CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::msg(format!("{}: path contains a NUL byte", dir.display())))?;
+    let cname = CString::new(name)
+        .map_err(|_| Error::msg(format!("{}: name contains a NUL byte", clip(name, 100))))?;
+    let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    let dfd = skiff::rootfs::openat2(
+        libc::AT_FDCWD,
+        &cdir,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        0,
+    )
+    .map_err(|e| Error::sys_path("open", dir, e))?;
+    let open = |flags| {
+        skiff::rootfs::openat2(dfd.as_raw_fd(), &cname, flags, 0, resolve).map_err(|e| match e {
+            Errno::ELOOP => Error::msg(format!(
+                "{}: is a symlink or under one (refused: a layout's files must be its own)",
+                shown.display()
+            )),
+            e => Error::sys_path("open", &shown, e),
+        })
+    };
+    let pfd = open(libc::O_PATH)?;
+    let st = fstat(&pfd).map_err(|e| Error::sys_path("stat", &shown, e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::msg(format!(
+            "{}: not a regular file ({})",
+            shown.display(),
+            kind(st.st_mode)
+        )));
+    }
+    let fd = open(libc::O_RDONLY | libc::O_NOCTTY)?;
+    let st2 = fstat(&fd).map_err(|e| Error::sys_path("stat", &shown, e))?;
+    if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(Error::msg(format!(
+            "{}: changed while opened",
+            shown.display()
+        )));
+    }
+    Ok((File::from(fd), st2.st_size as u64))
+}
+
 impl Source {
-    fn open(&self, name: &str) -> Result<File> {
+    /// Opens a file of the archive or layout; returns it and its size.
+    fn open(&self, name: &str) -> Result<(File, u64)> {
         let name =
             String::from_utf8_lossy(&unpack::clean(name.as_bytes()).join(&b'/')).into_owned();
         match self {
-            Source::Dir(d) => {
-                let p = d.join(&name);
-                File::open(&p).map_err(|e| Error::io("open", &p, e))
-            }
+            Source::Dir(d) => open_beneath(d, &name),
             Source::Files(m) => {
-                let p = m
-                    .get(&name)
-                    .ok_or_else(|| Error::msg(format!("archive has no file {name:?}")))?;
-                File::open(p).map_err(|e| Error::io("open", p, e))
+                let p = m.get(&name).ok_or_else(|| {
+                    Error::msg(format!("archive has no file {:?}", clip(&name, 100)))
+                })?;
+                let f = File::open(p).map_err(|e| Error::io("open", p, e))?;
+                let len = f.metadata().map_err(|e| Error::io("stat", p, e))?.len();
+                Ok((f, len))
             }
         }
     }
 
-    fn read(&self, name: &str) -> Result<Vec<u8>> {
-        let mut v = Vec::new();
-        self.open(name)?
-            .read_to_end(&mut v)
-            .map_err(|e| Error::msg(format!("read {name}: {e}")))?;
-        Ok(v)
+    /// A file read whole, refused when it is over `max` bytes.
+    fn read(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let (f, _) = self.open(name)?;
+        store::read_max(f, max, &clip(name, 100))
     }
 
     fn has(&self, name: &str) -> bool {
@@ -54,6 +134,28 @@ impl Source {
     }
 }
 
+/// Opens the blob `d` describes, checking its size against the descriptor
+/// (and against `max` when given) before anything is read.
+fn open_blob(src: &Source, d: &Descriptor, what: &str, max: Option<u64>) -> Result<File> {
+    if let Some(max) = max {
+        if d.size > max {
+            return Err(Error::msg(format!(
+                "{what} {} is {} bytes, more than the {max}-byte limit",
+                clip(&d.digest, 80),
+                d.size
+            )));
+        }
+    }
+    let (f, len) = src.open(&format!("blobs/sha256/{}", digest_hex(&d.digest)?))?;
+    if len != d.size {
+        return Err(Error::msg(format!(
+            "{what} {}: size mismatch: the descriptor gives {} bytes, the blob has {len}",
+            d.digest, d.size
+        )));
+    }
+    Ok(f)
+}
+
 struct Importer<'a> {
     store: &'a Store,
     added: HashSet<String>,
@@ -61,8 +163,13 @@ struct Importer<'a> {
 }
 
 impl Importer<'_> {
-    fn put(&mut self, r: impl Read, expected: Option<&str>) -> Result<(String, u64)> {
-        let (d, size, new) = self.store.put_blob_reader(r, expected)?;
+    fn put(
+        &mut self,
+        r: impl Read,
+        expected: Option<&str>,
+        expected_size: Option<u64>,
+    ) -> Result<(String, u64)> {
+        let (d, size, new) = self.store.put_blob_reader(r, expected, expected_size)?;
         if new {
             self.added.insert(d.clone());
         }
@@ -96,7 +203,7 @@ impl Importer<'_> {
     }
 
     fn oci(&mut self, src: &Source, given: Option<&str>) -> Result<Vec<(String, String)>> {
-        let index: Index = serde_json::from_slice(&src.read("index.json")?)
+        let index: Index = serde_json::from_slice(&src.read("index.json", MAX_MANIFEST)?)
             .map_err(|e| Error::msg(format!("index.json: invalid: {e}")))?;
         if given.is_some() && index.manifests.len() != 1 {
             return Err(Error::msg(format!(
@@ -107,7 +214,7 @@ impl Importer<'_> {
         let mut out = Vec::new();
         for top in &index.manifests {
             let mut desc = top.clone();
-            let mut body = self.verified(src, &desc.digest)?;
+            let mut body = self.verified(src, &desc)?;
             let mut mt = media_type_of(&body, Some(&desc.media_type))?;
             if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST {
                 let sub: Index = serde_json::from_slice(&body)
@@ -117,23 +224,43 @@ impl Importer<'_> {
                         Error::msg(format!("{}: no image for this platform", top.digest))
                     })?
                     .clone();
-                body = self.verified(src, &desc.digest)?;
+                body = self.verified(src, &desc)?;
                 mt = media_type_of(&body, Some(&desc.media_type))?;
             }
             if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST {
                 return Err(Error::msg(format!(
-                    "unsupported media type {mt:?} for the manifest"
+                    "unsupported media type {:?} for the manifest",
+                    clip(&mt, 100)
                 )));
             }
             let m: Manifest = serde_json::from_slice(&body)
                 .map_err(|e| Error::msg(format!("{}: invalid manifest: {e}", desc.digest)))?;
             let converted = check_and_convert(&m, &mt)?;
-            for b in std::iter::once(&m.config).chain(m.layers.iter()) {
+            for (i, b) in std::iter::once(&m.config)
+                .chain(m.layers.iter())
+                .enumerate()
+            {
+                let (what, max) = if i == 0 {
+                    ("image config", Some(MAX_CONFIG))
+                } else {
+                    ("layer", None)
+                };
+                if let Some(max) = max.filter(|&max| b.size > max) {
+                    return Err(Error::msg(format!(
+                        "{what} {} is {} bytes, more than the {max}-byte limit",
+                        b.digest, b.size
+                    )));
+                }
                 if self.store.has_blob(b) {
                     continue;
                 }
-                let f = src.open(&format!("blobs/sha256/{}", digest_hex(&b.digest)?))?;
-                self.put(BufReader::with_capacity(1 << 20, f), Some(&b.digest))?;
+                let f = open_blob(src, b, what, max)?;
+                self.put(
+                    BufReader::with_capacity(1 << 20, f),
+                    Some(&b.digest),
+                    Some(b.size),
+                )
+                .map_err(|e| Error::msg(format!("{what} {}: {e}", b.digest)))?;
             }
             let (mbody, mdigest, mmt) = match converted {
                 Some(o) => {
@@ -159,10 +286,20 @@ impl Importer<'_> {
         Ok(out)
     }
 
-    fn verified(&self, src: &Source, digest: &str) -> Result<Vec<u8>> {
-        let body = src.read(&format!("blobs/sha256/{}", digest_hex(digest)?))?;
+    /// A manifest or index, checked against its descriptor (size first).
+    fn verified(&self, src: &Source, d: &Descriptor) -> Result<Vec<u8>> {
+        let digest = &d.digest;
+        let f = open_blob(src, d, "manifest", Some(MAX_MANIFEST))?;
+        let body = store::read_max(f, MAX_MANIFEST, &format!("manifest {digest}"))?;
+        if body.len() as u64 != d.size {
+            return Err(Error::msg(format!(
+                "manifest {digest}: size mismatch: the descriptor gives {} bytes, the blob has {}",
+                d.size,
+                body.len()
+            )));
+        }
         let actual = format!("sha256:{}", sha256_hex(&body));
-        if actual != digest {
+        if actual != *digest {
             return Err(Error::msg(format!(
                 "digest mismatch: expected {digest}, got {actual}"
             )));
@@ -171,8 +308,9 @@ impl Importer<'_> {
     }
 
     fn docker(&mut self, src: &Source, given: Option<&str>) -> Result<Vec<(String, String)>> {
-        let list: serde_json::Value = serde_json::from_slice(&src.read("manifest.json")?)
-            .map_err(|e| Error::msg(format!("manifest.json: invalid: {e}")))?;
+        let list: serde_json::Value =
+            serde_json::from_slice(&src.read("manifest.json", MAX_MANIFEST)?)
+                .map_err(|e| Error::msg(format!("manifest.json: invalid: {e}")))?;
         let items = list
             .as_array()
             .ok_or_else(|| Error::msg("manifest.json: not a list"))?;
@@ -187,7 +325,14 @@ impl Importer<'_> {
                 .get("Config")
                 .and_then(|c| c.as_str())
                 .ok_or_else(|| Error::msg("manifest.json: entry without Config"))?;
-            let (cdigest, csize) = self.put(src.open(cfg_name)?, None)?;
+            let (cf, clen) = src.open(cfg_name)?;
+            if clen > MAX_CONFIG {
+                return Err(Error::msg(format!(
+                    "image config {:?} is {clen} bytes, more than the {MAX_CONFIG}-byte limit",
+                    clip(cfg_name, 100)
+                )));
+            }
+            let (cdigest, csize) = self.put(cf, None, Some(clen))?;
             let mut layers = Vec::new();
             for l in it
                 .get("Layers")
@@ -198,12 +343,13 @@ impl Importer<'_> {
                 let l = l
                     .as_str()
                     .ok_or_else(|| Error::msg("manifest.json: bad Layers"))?;
-                let mut br = BufReader::new(src.open(l)?);
+                let (lf, llen) = src.open(l)?;
+                let mut br = BufReader::new(lf);
                 let head = br
                     .fill_buf()
-                    .map_err(|e| Error::msg(format!("read {l}: {e}")))?;
+                    .map_err(|e| Error::msg(format!("read {}: {e}", clip(l, 100))))?;
                 let mt = sniff(head);
-                let (d, size) = self.put(br, None)?;
+                let (d, size) = self.put(br, None, Some(llen))?;
                 layers.push(Descriptor {
                     media_type: mt.to_string(),
                     digest: d,
@@ -257,7 +403,7 @@ impl Importer<'_> {
         let mut br = BufReader::with_capacity(1 << 20, f);
         let head = br.fill_buf().map_err(|e| Error::io("read", path, e))?;
         let mt = sniff(head);
-        let (digest, size) = self.put(br, None)?;
+        let (digest, size) = self.put(br, None, None)?;
         let diff_id = if mt == MT_OCI_LAYER {
             digest.clone()
         } else {
@@ -266,6 +412,7 @@ impl Importer<'_> {
             let mut h = Sha256::new();
             let mut buf = vec![0u8; 256 * 1024];
             loop {
+                store::check_interrupted()?;
                 let n = r
                     .read(&mut buf)
                     .map_err(|e| Error::io("decompress", path, e))?;
@@ -395,6 +542,13 @@ pub fn import(store: &Store, src: &Path, given: Option<&str>) -> Result<Vec<(Str
     let mut tmpfiles = Vec::new();
     let res = (|| {
         let meta = std::fs::metadata(src).map_err(|e| Error::io("import", src, e))?;
+        if !meta.is_dir() && !meta.is_file() {
+            // A FIFO or a device (/dev/zero) would be read forever.
+            return Err(Error::msg(format!(
+                "{}: not a regular file or a directory",
+                src.display()
+            )));
+        }
         if meta.is_dir() {
             if !src.join("oci-layout").is_file() || !src.join("index.json").is_file() {
                 return Err(Error::msg(format!(
@@ -421,6 +575,7 @@ pub fn import(store: &Store, src: &Path, given: Option<&str>) -> Result<Vec<(Str
     })();
     for t in &tmpfiles {
         let _ = std::fs::remove_file(t);
+        store::tmp_done(t);
     }
     match res {
         Ok(v) => Ok(v),
@@ -451,6 +606,7 @@ fn list_tar(path: &Path) -> Result<HashSet<String>> {
         .entries()
         .map_err(|e| Error::msg(format!("{}: not a tar archive: {e}", path.display())))?
     {
+        store::check_interrupted()?;
         let e = e.map_err(|e| Error::msg(format!("{}: not a tar archive: {e}", path.display())))?;
         let n = String::from_utf8_lossy(&unpack::clean(&e.path_bytes()).join(&b'/')).into_owned();
         names.insert(n);
@@ -477,10 +633,25 @@ fn extract_files(
             continue;
         }
         let n = String::from_utf8_lossy(&unpack::clean(&e.path_bytes()).join(&b'/')).into_owned();
-        let tmp = store.tmp_path("import");
+        let (mut out, tmp) = store.create_tmp("import")?;
         tmpfiles.push(tmp.clone());
-        let mut out = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        std::io::copy(&mut e, &mut out).map_err(|e| Error::io("write", &tmp, e))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            store::check_interrupted()?;
+            let n = match e.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(Error::msg(format!(
+                        "{}: read archive: {err}",
+                        path.display()
+                    )))
+                }
+            };
+            std::io::Write::write_all(&mut out, &buf[..n])
+                .map_err(|e| Error::io("write", &tmp, e))?;
+        }
         map.insert(n, tmp);
     }
     Ok(map)

@@ -11,6 +11,7 @@ mod unpack;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use skiff::error::{Error, Result};
 
-use store::{Descriptor, Manifest, Store, REF_NAME};
+use store::{Descriptor, Manifest, Store, MAX_CONFIG, MAX_MANIFEST, REF_NAME};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,11 @@ enum Cmd {
         /// No progress bars
         #[arg(long, short)]
         quiet: bool,
+        /// Seconds to wait for the registry: to connect, for any answer, and
+        /// between data (a transfer slower than 1 KiB/s over that long fails
+        /// too) [env: SKIFF_IMAGE_TIMEOUT; default: 30]
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<String>,
     },
     /// List the images in the store
     #[command(visible_alias = "images")]
@@ -69,6 +75,11 @@ enum Cmd {
     /// Print an image's manifest and config as JSON
     Inspect { reference: String },
     /// Make a bundle (DIR/rootfs and DIR/config.json) from an image
+    ///
+    /// DIR is created mode 0700 (an existing empty DIR is made 0700), whatever
+    /// the umask: the rootfs keeps the image's owners and modes, setuid
+    /// binaries, file capabilities and device nodes, so no other user may
+    /// reach it.
     Unpack {
         reference: String,
         dir: PathBuf,
@@ -100,12 +111,105 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    handle_signals();
+    let res = run(cli);
+    if let Err(e) = &res {
+        eprintln!("skiff-image: {e}");
+    }
+    if let Some(sig) = store::interrupted() {
+        // Undone: now end the way the signal would have.
+        die_by(sig);
+    }
+    match res {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("skiff-image: {e}");
-            ExitCode::FAILURE
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// How long the operation has, after SIGINT/SIGTERM/SIGHUP, to undo itself
+/// before the process removes its temp files and dies anyway.
+const UNDO_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SIGINT, SIGTERM and SIGHUP go to one thread (blocked in all others,
+/// which inherit this mask: call before any thread starts). It flags the
+/// operation as interrupted, which then fails and undoes itself (temp
+/// files, blobs it added, a half-made bundle) and exits by the signal. If
+/// it has not within UNDO_GRACE (blocked in a syscall), or a second signal
+/// comes, the thread removes the temp files itself and dies.
+fn handle_signals() {
+    // SAFETY: sigset_t is plain data, initialized by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid sigset pointers; pthread_sigmask on this thread.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
         }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return;
+        }
+    }
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: valid set and out-pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                return;
+            }
+            store::set_interrupted(sig);
+            let ts = libc::timespec {
+                tv_sec: UNDO_GRACE.as_secs() as libc::time_t,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid set and timespec; no siginfo wanted.
+            unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+            let _held = store::remove_live_tmp_files();
+            eprintln!("skiff-image: interrupted: removed temp files, exiting");
+            die_by(sig);
+        });
+    if spawned.is_err() {
+        // No handler thread: let the signals kill as before.
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+}
+
+/// Ends the process by `sig` (default action), so the caller sees it.
+fn die_by(sig: i32) -> ! {
+    // SAFETY: restoring the default action and unblocking the signal in
+    // this thread, then sending it to this thread; _exit if we survive it.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut one: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut one);
+        libc::sigaddset(&mut one, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
+        libc::raise(sig);
+        libc::_exit(128 + sig)
+    }
+}
+
+/// The registry timeout: `--timeout`, else $SKIFF_IMAGE_TIMEOUT, else 30 s.
+fn pull_timeout(flag: Option<&str>) -> Result<std::time::Duration> {
+    let (what, v) = match flag {
+        Some(v) => ("--timeout", v.to_string()),
+        None => match std::env::var("SKIFF_IMAGE_TIMEOUT") {
+            Ok(v) => ("SKIFF_IMAGE_TIMEOUT", v),
+            Err(_) => {
+                return Ok(std::time::Duration::from_secs(
+                    registry::DEFAULT_TIMEOUT_SECS,
+                ))
+            }
+        },
+    };
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86400.0 => {
+            Ok(std::time::Duration::from_secs_f64(s))
+        }
+        _ => Err(Error::msg(format!(
+            "{what} {v:?}: expected seconds, more than 0 (at most 86400)"
+        ))),
     }
 }
 
@@ -124,12 +228,14 @@ fn run(cli: Cli) -> Result<()> {
             creds,
             insecure,
             quiet,
+            timeout,
         } => {
             let opts = registry::PullOpts {
                 platform: platform.as_deref(),
                 creds: creds.as_deref(),
                 insecure,
                 quiet,
+                timeout: pull_timeout(timeout.as_deref())?,
             };
             let (name, digest) = registry::pull(&store, &reference, &opts)?;
             println!("{name} {digest}");
@@ -160,14 +266,20 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Inspect { reference } => {
             let (name, desc) = find(&store, &reference)?;
-            let manifest: serde_json::Value =
-                serde_json::from_slice(&store.read_blob(&desc.digest)?)
-                    .map_err(|e| Error::msg(format!("manifest {}: {e}", desc.digest)))?;
+            let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob_max(
+                &desc.digest,
+                MAX_MANIFEST,
+                "manifest",
+            )?)
+            .map_err(|e| Error::msg(format!("manifest {}: {e}", desc.digest)))?;
             let m: Manifest = serde_json::from_value(manifest.clone())
                 .map_err(|e| Error::msg(format!("manifest {}: {e}", desc.digest)))?;
-            let config: serde_json::Value =
-                serde_json::from_slice(&store.read_blob(&m.config.digest)?)
-                    .map_err(|e| Error::msg(format!("config {}: {e}", m.config.digest)))?;
+            let config: serde_json::Value = serde_json::from_slice(&store.read_blob_max(
+                &m.config.digest,
+                MAX_CONFIG,
+                "image config",
+            )?)
+            .map_err(|e| Error::msg(format!("config {}: {e}", m.config.digest)))?;
             let out = json!({
                 "name": name,
                 "digest": desc.digest,
@@ -280,7 +392,7 @@ fn ls(store: &Store, format: &str) -> Result<()> {
             Ok(m) => {
                 let size = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
                 let created = store
-                    .read_blob(&m.config.digest)
+                    .read_blob_max(&m.config.digest, MAX_CONFIG, "image config")
                     .ok()
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                     .and_then(|c| c.get("created").and_then(|c| c.as_str()).map(String::from))
@@ -352,6 +464,9 @@ fn ls(store: &Store, format: &str) -> Result<()> {
     Ok(())
 }
 
+/// The largest /etc/passwd or /etc/group read from an image.
+const MAX_ETC_FILE: u64 = 16 << 20;
+
 fn unpack_bundle(
     store: &Store,
     reference: &str,
@@ -361,8 +476,12 @@ fn unpack_bundle(
     let _shared = store.lock_shared()?;
     let (name, desc) = find(store, reference)?;
     let m = store.read_manifest(&desc.digest)?;
-    let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&m.config.digest)?)
-        .map_err(|e| Error::msg(format!("config {}: {e}", m.config.digest)))?;
+    let config: serde_json::Value = serde_json::from_slice(&store.read_blob_max(
+        &m.config.digest,
+        MAX_CONFIG,
+        "image config",
+    )?)
+    .map_err(|e| Error::msg(format!("config {}: {e}", m.config.digest)))?;
     for l in &m.layers {
         if !registry::is_supported_layer(&l.media_type) {
             return Err(Error::msg(format!(
@@ -371,8 +490,19 @@ fn unpack_bundle(
             )));
         }
     }
-    let created_dir = !dir.exists();
-    if !created_dir {
+    // The bundle directory is 0700 whatever the umask: the rootfs below it
+    // has the image's modes and owners (often a 0755 or 0777 root, setuid
+    // binaries, device nodes), and only its owner may reach them.
+    let created_dir = fs::symlink_metadata(dir).is_err();
+    if created_dir {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("create bundle dir", dir, e))?;
+    } else {
         let mut rd = fs::read_dir(dir).map_err(|e| Error::io("read bundle dir", dir, e))?;
         if rd.next().is_some() {
             return Err(Error::msg(format!(
@@ -381,10 +511,30 @@ fn unpack_bundle(
             )));
         }
     }
+    let res = fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("chmod 0700", dir, e));
+    if let Err(e) = res {
+        if created_dir {
+            let _ = fs::remove_dir(dir);
+        }
+        return Err(e);
+    }
+    if let Ok(md) = fs::metadata(dir) {
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if md.uid() != me {
+            eprintln!(
+                "skiff-image: warning: {} belongs to uid {}, who can reach the rootfs",
+                dir.display(),
+                md.uid()
+            );
+        }
+    }
     let rootfs = dir.join("rootfs");
     let res = (|| {
         fs::create_dir_all(&rootfs).map_err(|e| Error::io("create rootfs", &rootfs, e))?;
         let mut ap = unpack::Applier::new(&rootfs)?;
+        ap.set_cancel(|| store::check_interrupted().err().map(|e| e.to_string()));
         for l in &m.layers {
             let p = store.blob_path(&l.digest)?;
             let f = fs::File::open(&p).map_err(|e| Error::io("open layer", &p, e))?;
@@ -394,8 +544,15 @@ fn unpack_bundle(
         for w in ap.finish()? {
             eprintln!("skiff-image: warning: {w}");
         }
-        let passwd = unpack::read_in_root(&rootfs, "/etc/passwd").unwrap_or_default();
-        let group = unpack::read_in_root(&rootfs, "/etc/group").unwrap_or_default();
+        let read = |path: &str| match unpack::read_in_root(&rootfs, path, MAX_ETC_FILE) {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("skiff-image: warning: {e}: not used to resolve the user");
+                Vec::new()
+            }
+        };
+        let passwd = read("/etc/passwd");
+        let group = read("/etc/group");
         let base = match opts.rootless {
             Some((uid, gid)) => skiff::spec_template::rootless_spec(uid, gid),
             None => skiff::spec_template::default_spec(),

@@ -7,13 +7,26 @@
 //! exclusive, so gc never deletes a blob a running pull has just written
 //! but not yet referenced. `index.json` is rewritten under
 //! `.skiff/index.lock` (exclusive) with temp file + rename.
+//!
+//! Limits: what is read whole into memory is bounded (manifests and
+//! indexes [`MAX_MANIFEST`], image configs [`MAX_CONFIG`]), and every blob
+//! is checked against its descriptor's size before and while it is read.
+//!
+//! Interruption: main.rs turns SIGINT/SIGTERM/SIGHUP into [`interrupted`];
+//! long loops check it ([`check_interrupted`]) and fail, so the usual
+//! error path undoes the operation. Temp files are created through
+//! [`Store::create_tmp`], which records them, so that
+//! [`remove_live_tmp_files`] can remove them if the process must die
+//! before that.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
@@ -37,6 +50,79 @@ pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+js
 pub const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const MT_DOCKER_LAYER_FOREIGN: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// The largest manifest or image index read (from a registry, an archive,
+/// an OCI layout or the store): 4 MiB, the limit containerd applies and the
+/// distribution spec suggests registries enforce.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The largest image config read (configs with long histories reach a few
+/// hundred kB).
+pub const MAX_CONFIG: u64 = 8 << 20;
+
+/// `s` cut to at most `max` characters (an ellipsis marks the cut), for
+/// error messages quoting what an image or a registry said.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
+/// The signal that interrupted this process (0: none yet).
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// Records that `sig` arrived: the running operation fails at its next
+/// check and undoes what it did.
+pub fn set_interrupted(sig: i32) {
+    INTERRUPTED.store(sig, Ordering::SeqCst);
+}
+
+/// The signal that interrupted this process, if one did.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Fails once a signal asked this process to stop.
+pub fn check_interrupted() -> Result<()> {
+    match interrupted() {
+        None => Ok(()),
+        Some(sig) => Err(Error::msg(format!(
+            "interrupted by {}",
+            match sig {
+                libc::SIGINT => "SIGINT".to_string(),
+                libc::SIGTERM => "SIGTERM".to_string(),
+                libc::SIGHUP => "SIGHUP".to_string(),
+                n => format!("signal {n}"),
+            }
+        ))),
+    }
+}
+
+/// Temp files this process created and has not renamed or removed yet.
+static LIVE_TMP: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live_tmp() -> MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_TMP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The temp file at `path` is gone (renamed into place or removed).
+pub fn tmp_done(path: &Path) {
+    live_tmp().retain(|p| p != path);
+}
+
+/// Removes every temp file this process has live, and returns the lock
+/// that keeps new ones from being created: a process about to die (a
+/// signal its operation did not react to) holds it until it exits.
+pub fn remove_live_tmp_files() -> MutexGuard<'static, Vec<PathBuf>> {
+    let mut live = live_tmp();
+    for p in live.drain(..) {
+        let _ = fs::remove_file(p);
+    }
+    live
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -114,15 +200,18 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The hex part of a `sha256:` digest, checked so it can name a file.
 pub fn digest_hex(digest: &str) -> Result<&str> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .ok_or_else(|| Error::msg(format!("unsupported digest algorithm: {digest}")))?;
+    let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
+        Error::msg(format!(
+            "unsupported digest algorithm: {}",
+            clip(digest, 80)
+        ))
+    })?;
     if hex.len() != 64
         || !hex
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     {
-        return Err(Error::msg(format!("invalid digest: {digest}")));
+        return Err(Error::msg(format!("invalid digest: {}", clip(digest, 80))));
     }
     Ok(hex)
 }
@@ -155,6 +244,35 @@ fn flock(path: &Path, exclusive: bool) -> Result<Lock> {
     }
 }
 
+/// Reads `r` whole, failing (after at most `max` + 1 bytes) when it holds
+/// more than `max` bytes; `what` names it in the error. A file is checked
+/// by its size first.
+pub fn read_max(r: impl Read + AsRawFd, max: u64, what: &str) -> Result<Vec<u8>> {
+    let too_big = |n: Option<i64>| {
+        Error::msg(match n {
+            Some(n) => format!("{what} is {n} bytes, more than the {max}-byte limit"),
+            None => format!("{what} is more than the {max}-byte limit"),
+        })
+    };
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on an fd the reader owns, into a valid out-pointer.
+    if unsafe { libc::fstat(r.as_raw_fd(), &mut st) } == 0
+        && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_size as u64 > max
+    {
+        return Err(too_big(Some(st.st_size)));
+    }
+    let mut v = Vec::new();
+    r.take(max.saturating_add(1))
+        .read_to_end(&mut v)
+        .map_err(|e| Error::msg(format!("read {what}: {e}")))?;
+    if v.len() as u64 > max {
+        return Err(too_big(None));
+    }
+    Ok(v)
+}
+
 pub struct Store {
     pub root: PathBuf,
 }
@@ -167,6 +285,15 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
         };
+        // A new store is private: it holds the layers of images pulled
+        // with credentials.
+        if !store.root.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&store.root)
+                .map_err(|e| Error::io("create store", &store.root, e))?;
+        }
         let blobs = store.root.join("blobs/sha256");
         fs::create_dir_all(&blobs).map_err(|e| Error::io("create store", &blobs, e))?;
         let tmp = store.tmp_dir();
@@ -218,6 +345,22 @@ impl Store {
             .join(format!("{what}-{}-{n}", std::process::id()))
     }
 
+    /// Creates a fresh temp file (mode 0600), recorded as live until
+    /// [`tmp_done`]. Fails once the process is interrupted.
+    pub fn create_tmp(&self, what: &str) -> Result<(File, PathBuf)> {
+        let path = self.tmp_path(what);
+        let mut live = live_tmp();
+        check_interrupted()?;
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        live.push(path.clone());
+        Ok((f, path))
+    }
+
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
     }
@@ -231,16 +374,18 @@ impl Store {
         }
     }
 
-    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+    /// A blob of at most `max` bytes (`what` names it in errors: "manifest",
+    /// "image config"), read whole.
+    pub fn read_blob_max(&self, digest: &str, max: u64, what: &str) -> Result<Vec<u8>> {
         let p = self.blob_path(digest)?;
-        fs::read(&p).map_err(|e| Error::io("read blob", &p, e))
+        let f = File::open(&p).map_err(|e| Error::io("read blob", &p, e))?;
+        read_max(f, max, &format!("{what} {digest}"))
     }
 
     /// Writes `data` to `path` through a temp file, synced, then renamed.
     pub fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<()> {
-        let tmp = self.tmp_path("write");
+        let (mut f, tmp) = self.create_tmp("write")?;
         let res = (|| {
-            let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
             f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
             f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
             fs::rename(&tmp, path).map_err(|e| Error::io("rename into place", path, e))
@@ -248,6 +393,7 @@ impl Store {
         if res.is_err() {
             let _ = fs::remove_file(&tmp);
         }
+        tmp_done(&tmp);
         res
     }
 
@@ -269,20 +415,24 @@ impl Store {
     }
 
     /// Copies a stream into the store, hashing as it goes; renamed into
-    /// place only if the digest matches `expected` (when given). Returns
-    /// the digest, size, and whether the blob is new.
+    /// place only if the digest matches `expected` (when given). With
+    /// `expected_size`, reads no more than one byte past it and fails
+    /// unless the stream has exactly that many. Returns the digest, size,
+    /// and whether the blob is new.
     pub fn put_blob_reader(
         &self,
-        mut r: impl Read,
+        r: impl Read,
         expected: Option<&str>,
+        expected_size: Option<u64>,
     ) -> Result<(String, u64, bool)> {
-        let tmp = self.tmp_path("blob");
+        let mut r = r.take(expected_size.map_or(u64::MAX, |n| n.saturating_add(1)));
+        let (mut f, tmp) = self.create_tmp("blob")?;
         let res = (|| {
-            let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
             let mut h = Sha256::new();
             let mut buf = vec![0u8; 256 * 1024];
             let mut size = 0u64;
             loop {
+                check_interrupted()?;
                 let n = match r.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
@@ -293,6 +443,20 @@ impl Store {
                 f.write_all(&buf[..n])
                     .map_err(|e| Error::io("write blob", &tmp, e))?;
                 size += n as u64;
+                if let Some(want) = expected_size {
+                    if size > want {
+                        return Err(Error::msg(format!(
+                            "size mismatch: the descriptor gives {want} bytes, the blob has more"
+                        )));
+                    }
+                }
+            }
+            if let Some(want) = expected_size {
+                if size != want {
+                    return Err(Error::msg(format!(
+                        "size mismatch: the descriptor gives {want} bytes, the blob has {size}"
+                    )));
+                }
             }
             let digest = format!("sha256:{}", hex(&h.finalize()));
             if let Some(exp) = expected {
@@ -314,6 +478,7 @@ impl Store {
         if res.is_err() {
             let _ = fs::remove_file(&tmp);
         }
+        tmp_done(&tmp);
         res
     }
 
@@ -349,7 +514,7 @@ impl Store {
     }
 
     pub fn read_manifest(&self, digest: &str) -> Result<Manifest> {
-        let data = self.read_blob(digest)?;
+        let data = self.read_blob_max(digest, MAX_MANIFEST, "manifest")?;
         serde_json::from_slice(&data)
             .map_err(|e| Error::msg(format!("manifest {digest}: invalid JSON: {e}")))
     }
@@ -362,7 +527,8 @@ impl Store {
             if !seen.insert(d.digest.clone()) {
                 continue;
             }
-            let Ok(data) = self.read_blob(&d.digest) else {
+            // (Not a layer a stray descriptor names: only what can be a manifest.)
+            let Ok(data) = self.read_blob_max(&d.digest, MAX_MANIFEST, "manifest") else {
                 continue;
             };
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
@@ -445,6 +611,7 @@ impl Store {
             for ent in rd.flatten() {
                 if ent.file_name().to_string_lossy().contains(&mine) {
                     let _ = fs::remove_file(ent.path());
+                    tmp_done(&ent.path());
                 }
             }
         }
@@ -471,6 +638,48 @@ mod tests {
     }
 
     #[test]
+    fn bounded_reads_and_clipped_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, vec![b'x'; 100]).unwrap();
+        assert_eq!(
+            read_max(File::open(&p).unwrap(), 100, "f").unwrap().len(),
+            100
+        );
+        let e = read_max(File::open(&p).unwrap(), 99, "manifest m")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("manifest m is 100 bytes, more than the 99-byte limit"),
+            "{e}"
+        );
+        // Not a regular file: counted while read, stops after max + 1.
+        let e = read_max(File::open("/dev/zero").unwrap(), 1000, "z")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than the 1000-byte limit"), "{e}");
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("ééé", 2), "éé…");
+        let e = digest_hex(&format!("sha256:{}", "z".repeat(100_000)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 200, "{e}");
+    }
+
+    #[test]
+    fn new_stores_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/store");
+        Store::open(&root).unwrap();
+        assert_eq!(
+            fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
     fn blobs_are_verified_and_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
@@ -478,13 +687,27 @@ mod tests {
         assert!(s.put_blob_bytes(&d, b"hello").unwrap());
         assert!(!s.put_blob_bytes(&d, b"hello").unwrap());
         assert!(s.put_blob_bytes(&d, b"hellp").is_err());
-        let (d2, size, new) = s.put_blob_reader(&b"hello"[..], Some(&d)).unwrap();
+        let (d2, size, new) = s.put_blob_reader(&b"hello"[..], Some(&d), None).unwrap();
         assert_eq!((d2.as_str(), size, new), (d.as_str(), 5, false));
         assert!(s
-            .put_blob_reader(&b"other"[..], Some(&d))
+            .put_blob_reader(&b"other"[..], Some(&d), None)
             .unwrap_err()
             .to_string()
             .contains("digest mismatch"));
+        // The descriptor's size: exact, and a longer stream is not read on.
+        assert!(s.put_blob_reader(&b"hello"[..], Some(&d), Some(5)).is_ok());
+        for n in [4, 6] {
+            let e = s
+                .put_blob_reader(&b"hello"[..], Some(&d), Some(n))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("size mismatch"), "{e}");
+        }
+        let e = s
+            .put_blob_reader(std::io::repeat(0), None, Some(1000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has more"), "{e}");
         // gc drops the unreferenced blob and the temp dir is empty.
         assert_eq!(s.gc().unwrap().0, 1);
         assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0);

@@ -177,6 +177,8 @@ pub struct Applier {
     cache: Option<(Vec<u8>, OwnedFd)>,
     buf: Vec<u8>,
     pub warnings: Vec<String>,
+    /// Asked between entries and buffers: Some(reason) stops the apply.
+    cancel: Option<fn() -> Option<String>>,
 }
 
 impl Applier {
@@ -193,7 +195,21 @@ impl Applier {
             cache: None,
             buf: vec![0u8; 256 * 1024],
             warnings: Vec::new(),
+            cancel: None,
         })
+    }
+
+    /// `f` is asked between entries and between buffers of a file: when
+    /// it says Some(reason), apply fails with that reason.
+    pub fn set_cancel(&mut self, f: fn() -> Option<String>) {
+        self.cancel = Some(f);
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        match self.cancel.and_then(|f| f()) {
+            Some(why) => Err(Error::msg(why)),
+            None => Ok(()),
+        }
     }
 
     fn err(&self, op: &str, path: &[u8], e: Errno) -> Error {
@@ -286,6 +302,7 @@ impl Applier {
             .entries()
             .map_err(|e| Error::msg(format!("read layer: {e}")))?;
         for entry in entries {
+            self.check_cancel()?;
             let mut entry = entry.map_err(|e| Error::msg(format!("read layer entry: {e}")))?;
             self.entry(&mut entry, &mut this_layer)?;
         }
@@ -323,13 +340,48 @@ impl Applier {
 
         // Whiteouts.
         if let Some(rest) = name.strip_prefix(b".wh.") {
-            let pfd = match self.dir_fd(parent) {
-                Ok(fd) => fd,
-                Err(_) => return Ok(()),
+            // Removing entries changes what paths resolve to: drop the cache.
+            self.cache = None;
+            let shown = || String::from_utf8_lossy(&full).into_owned();
+            if rest.starts_with(b".wh.") && rest != b".wh..opq" {
+                // aufs' own metadata (.wh..wh.plnk, .wh..wh.aufs), not a whiteout.
+                self.warnings
+                    .push(format!("skipped aufs metadata entry {}", shown()));
+                return Ok(());
+            }
+            if rest.is_empty() || rest == b"." || rest == b".." || rest.contains(&b'/') {
+                return Err(Error::msg(format!(
+                    "layer entry {}: invalid whiteout (it must name a file)",
+                    clip_bytes(&full)
+                )));
+            }
+            // The directory it is in, resolved inside the root; when there is
+            // none, there is nothing to remove (and nothing is created).
+            let pfd = if parent.is_empty() {
+                match openat(
+                    self.root.as_raw_fd(),
+                    c".",
+                    libc::O_PATH | libc::O_DIRECTORY,
+                    0,
+                ) {
+                    Ok(fd) => fd,
+                    Err(e) => return Err(self.err("open root", b".", e)),
+                }
+            } else {
+                match open_in_root(
+                    self.root.as_raw_fd(),
+                    &cstring(&join(parent))?,
+                    libc::O_PATH | libc::O_DIRECTORY,
+                    0,
+                ) {
+                    Ok(fd) => fd,
+                    Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Ok(()),
+                    Err(e) => return Err(self.err("resolve whiteout directory", &full, e)),
+                }
             };
             if rest == b".wh..opq" {
                 let dir = join(parent);
-                let d = openat(pfd, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                let d = openat(pfd.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
                     .map_err(|e| self.err("open opaque directory", &dir, e))?;
                 clear_dir(d.as_raw_fd(), |child| {
                     let mut p = dir.clone();
@@ -340,9 +392,10 @@ impl Applier {
                     this_layer.contains(&p)
                 })
                 .map_err(|e| self.err("clear opaque directory", &dir, e))?;
-            } else if !rest.is_empty() {
+            } else {
                 let victim = cstring(rest)?;
-                remove_all_at(pfd, &victim).map_err(|e| self.err("apply whiteout", &full, e))?;
+                remove_all_at(pfd.as_raw_fd(), &victim)
+                    .map_err(|e| self.err("apply whiteout", &full, e))?;
             }
             return Ok(());
         }
@@ -360,6 +413,7 @@ impl Applier {
                         let st = lstat_at(pfd, &cname).map_err(|e| self.err("stat", &full, e))?;
                         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
                             // E.g. a symlink replaced by a directory.
+                            self.cache = None;
                             unlinkat(pfd, &cname, 0).map_err(|e| self.err("unlink", &full, e))?;
                             // SAFETY: as above.
                             cvt(unsafe { libc::mkdirat(pfd, cname.as_ptr(), 0o700) })
@@ -384,6 +438,7 @@ impl Applier {
                 let fd = match openat(pfd, &cname, flags, 0o600) {
                     Ok(fd) => fd,
                     Err(Errno::EEXIST) => {
+                        self.cache = None;
                         remove_all_at(pfd, &cname).map_err(|e| self.err("replace", &full, e))?;
                         openat(pfd, &cname, flags, 0o600)
                             .map_err(|e| self.err("create file", &full, e))?
@@ -392,6 +447,7 @@ impl Applier {
                 };
                 let mut f = File::from(fd);
                 loop {
+                    self.check_cancel()?;
                     let n = match entry.read(&mut self.buf) {
                         Ok(0) => break,
                         Ok(n) => n,
@@ -427,6 +483,7 @@ impl Applier {
                 match mk() {
                     Ok(_) => {}
                     Err(Errno::EEXIST) => {
+                        self.cache = None;
                         remove_all_at(pfd, &cname).map_err(|e| self.err("replace", &full, e))?;
                         mk().map_err(|e| self.err("symlink", &full, e))?;
                     }
@@ -489,6 +546,7 @@ impl Applier {
                             _ => false,
                         };
                         if !same {
+                            self.cache = None;
                             remove_all_at(pfd, &cname)
                                 .map_err(|e| self.err("replace", &full, e))?;
                             link().map_err(|e| self.err("hardlink", &full, e))?;
@@ -526,6 +584,7 @@ impl Applier {
                 match mk() {
                     Ok(_) => {}
                     Err(Errno::EEXIST) => {
+                        self.cache = None;
                         remove_all_at(pfd, &cname).map_err(|e| self.err("replace", &full, e))?;
                         mk().map_err(|e| self.err("mknod", &full, e))?;
                     }
@@ -733,21 +792,174 @@ impl Applier {
 }
 
 /// Reads a file of the unpacked root file system without following any
-/// symlink out of it (an image's /etc/passwd may point anywhere).
-pub fn read_in_root(root: &Path, path: &str) -> Option<Vec<u8>> {
-    let c = CString::new(root.as_os_str().as_encoded_bytes()).ok()?;
-    let rootfd = openat(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_DIRECTORY, 0).ok()?;
-    let p = CString::new(path.trim_start_matches('/')).ok()?;
-    let fd = open_in_root(rootfd.as_raw_fd(), &p, libc::O_RDONLY, 0).ok()?;
-    let mut f = File::from(fd);
+/// symlink out of it (an image's /etc/passwd may point anywhere): Ok(None)
+/// when there is none; an error when it is not a regular file (a FIFO
+/// would block, a device node like /dev/zero never end) or holds more than
+/// `max` bytes.
+pub fn read_in_root(
+    root: &Path,
+    path: &str,
+    max: u64,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let c = CString::new(root.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    let rootfd = openat(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| format!("open {}: {e}", root.display()))?;
+    let p = CString::new(path.trim_start_matches('/')).map_err(|e| e.to_string())?;
+    let stat = |fd: RawFd| -> std::result::Result<libc::stat, String> {
+        // SAFETY: an all-zero stat is a valid value to be overwritten.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on an fd we own, into a valid out-pointer.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return Err(format!(
+                "{path}: {}",
+                skiff::error::ErrnoText(Errno::last())
+            ));
+        }
+        Ok(st)
+    };
+    // Looked at through O_PATH first: opening a device node can have
+    // effects (a watchdog starts, a tape rewinds).
+    let pfd = match open_in_root(rootfd.as_raw_fd(), &p, libc::O_PATH, 0) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) | Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => return Ok(None),
+        Err(e) => return Err(format!("{path}: {}", skiff::error::ErrnoText(e))),
+    };
+    let st = stat(pfd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(format!("{path} in the image is not a regular file"));
+    }
+    if st.st_size as u64 > max {
+        return Err(format!(
+            "{path} in the image is {} bytes, more than the {max}-byte limit",
+            st.st_size
+        ));
+    }
+    let fd = open_in_root(
+        rootfd.as_raw_fd(),
+        &p,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    )
+    .map_err(|e| format!("{path}: {}", skiff::error::ErrnoText(e)))?;
+    let st2 = stat(fd.as_raw_fd())?;
+    if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(format!("{path} in the image changed while read"));
+    }
     let mut v = Vec::new();
-    f.read_to_end(&mut v).ok()?;
-    Some(v)
+    File::from(fd)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut v)
+        .map_err(|e| format!("read {path}: {e}"))?;
+    if v.len() as u64 > max {
+        return Err(format!("{path} in the image is more than {max} bytes"));
+    }
+    Ok(Some(v))
+}
+
+/// A path from a layer for an error message, cut short.
+fn clip_bytes(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    match s.char_indices().nth(200) {
+        None => s.into_owned(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            h.set_size(data.len() as u64);
+            // Raw: the builder checks names.
+            let raw = h.as_old_mut();
+            raw.name = [0; 100];
+            raw.name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// A whiteout of `..` (an entry `.wh...`) removed the root's parent's
+    /// contents: the bundle directory, whatever sat next to the rootfs.
+    #[test]
+    fn whiteout_of_dotdot_stays_inside() {
+        use tar::EntryType::{Directory, Regular};
+        for bad in [
+            ".wh...",
+            "a/.wh...",
+            "a/b/.wh...",
+            ".wh..",
+            "a/.wh.",
+            "a/.wh..",
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path().join("rootfs");
+            std::fs::create_dir(&root).unwrap();
+            std::fs::write(tmp.path().join("sentinel"), "outside").unwrap();
+            let mut ap = Applier::new(&root).unwrap();
+            ap.apply(
+                &tar_of(&[
+                    ("a/", Directory, b""),
+                    ("a/b/", Directory, b""),
+                    ("a/b/keep", Regular, b"1"),
+                ])[..],
+            )
+            .unwrap();
+            let res = ap.apply(&tar_of(&[(bad, Regular, b"")])[..]);
+            assert!(
+                tmp.path().join("sentinel").exists(),
+                "{bad}: removed a file outside the root ({res:?})"
+            );
+            assert!(root.join("a/b/keep").exists(), "{bad}: {res:?}");
+            let e = res.unwrap_err().to_string();
+            assert!(e.contains("invalid whiteout"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cancel_stops_an_apply() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ap = Applier::new(tmp.path()).unwrap();
+        ap.set_cancel(|| Some("interrupted by SIGTERM".into()));
+        let e = ap
+            .apply(&tar_of(&[("f", tar::EntryType::Regular, b"x")])[..])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SIGTERM"), "{e}");
+        assert!(!tmp.path().join("f").exists());
+    }
+
+    #[test]
+    fn read_in_root_wants_a_small_regular_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir(r.join("etc")).unwrap();
+        assert_eq!(read_in_root(r, "/etc/passwd", 100).unwrap(), None);
+        std::fs::write(r.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        assert!(read_in_root(r, "/etc/passwd", 100).unwrap().is_some());
+        assert!(read_in_root(r, "/etc/passwd", 5)
+            .unwrap_err()
+            .contains("limit"));
+        std::fs::remove_file(r.join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(
+            &r.join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let e = read_in_root(r, "/etc/passwd", 100).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        // A symlink out of the root resolves inside it.
+        std::fs::remove_file(r.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", r.join("etc/passwd")).unwrap();
+        assert_eq!(read_in_root(r, "/etc/passwd", 100).unwrap(), None);
+    }
 
     #[test]
     fn clean_clamps_at_root() {
