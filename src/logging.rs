@@ -29,10 +29,16 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
     if let Some(path) = &file {
         // The file exists after every command, logged to or not (engines open it afterwards).
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path);
+        // Non-blocking: a FIFO there must not hold the command up before it has anything
+        // to say (nor be opened and closed under its reader).
+        use std::os::unix::fs::OpenOptionsExt;
+        if !path.exists() {
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path);
+        }
     }
     let logger = LOGGER.get_or_init(|| Logger {
         file,
