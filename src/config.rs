@@ -36,11 +36,11 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 
 /// Parse config.json text and check the document-wide rules.
 pub fn parse(bytes: &[u8]) -> Result<Spec> {
-    let spec: Spec = if crate::sched::spec_needs_fixup(bytes) {
+    let spec: Spec = if crate::process::sched::spec_needs_fixup(bytes) {
         // runtime-spec spellings oci-spec does not read: go through a Value.
         let mut value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::msg(format!("malformed JSON: {e}")))?;
-        crate::sched::fixup_spec_json(&mut value, false);
+        crate::process::sched::fixup_spec_json(&mut value, false);
         serde_path_to_error::deserialize(value)
             .map_err(|e| Error::msg(format!("invalid config: {}: {}", e.path(), e.inner())))?
     } else {

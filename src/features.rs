@@ -102,8 +102,8 @@ pub fn features_with(idmap: bool) -> Value {
                 "knownFlags": crate::seccomp::SUPPORTED_FLAGS,
                 "supportedFlags": crate::seccomp::SUPPORTED_FLAGS
             },
-            "apparmor": { "enabled": crate::lsm::apparmor_enabled() },
-            "selinux": { "enabled": crate::lsm::selinux_enabled() },
+            "apparmor": { "enabled": crate::process::lsm::apparmor_enabled() },
+            "selinux": { "enabled": crate::process::lsm::selinux_enabled() },
             "intelRdt": { "enabled": crate::rdt::resctrl_root().is_ok() },
             "mountExtensions": { "idmap": { "enabled": idmap } },
             "netDevices": { "enabled": true }

@@ -138,53 +138,6 @@ pub fn reset_signals() {
     }
 }
 
-/// Close every fd numbered `first` or above, except those in `keep`. A process that the
-/// container can see must hold nothing of the runtime's or of its caller's beyond what the
-/// container is given: with CAP_SYS_PTRACE a container reaches a process's fds through
-/// /proc/PID/fd, and a directory fd of the host (the state directory, a cgroup) leads to the
-/// host's whole tree through "..".
-pub fn close_fds_from(first: RawFd, keep: &[RawFd]) -> Result<()> {
-    let mut keep: Vec<u32> = keep
-        .iter()
-        .filter(|&&fd| fd >= first)
-        .map(|&fd| fd as u32)
-        .collect();
-    keep.sort_unstable();
-    keep.dedup();
-    let mut low = first.max(0) as u32;
-    for k in keep {
-        if k > low {
-            close_range(low, k - 1)?;
-        }
-        low = k + 1;
-    }
-    close_range(low, u32::MAX)
-}
-
-/// close_range(low, high, 0); on kernels before 5.9, one close per open fd in the range.
-fn close_range(low: u32, high: u32) -> Result<()> {
-    // SAFETY: close_range closes fds of this process only; none of them is used by Rust
-    // objects still alive (callers keep what they use in `keep`).
-    let r = unsafe { libc::syscall(libc::SYS_close_range, low, high, 0) };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = Errno::last();
-    if e != Errno::ENOSYS {
-        return Err(Error::sys(format!("close_range {low}..{high}"), e));
-    }
-    let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| Error::io("read dir", "/proc/self/fd", e))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| (low..=high).contains(fd))
-        .collect();
-    for fd in open {
-        // SAFETY: as above; EBADF (the listing's own fd, already closed) is harmless.
-        unsafe { libc::close(fd as i32) };
-    }
-    Ok(())
-}
-
 pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -294,28 +247,6 @@ mod tests {
         assert!(t > 0);
         assert!(state == 'R' || state == 'S');
         assert!(stat_start_time(-5).is_none());
-    }
-
-    #[test]
-    fn close_fds_from_keeps_only_what_is_asked() {
-        let code = crate::testing::in_child_exit_code(|| {
-            for fd in 10..20 {
-                // SAFETY: dup onto chosen numbers in our own forked child.
-                unsafe { libc::dup2(0, fd) };
-            }
-            if close_fds_from(12, &[14, 17, 3]).is_err() {
-                return 2;
-            }
-            // SAFETY: F_GETFD only reads flags.
-            let open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
-            let want: Vec<i32> = vec![10, 11, 14, 17];
-            let got: Vec<i32> = (10..20).filter(|&fd| open(fd)).collect();
-            if got != want {
-                return 3;
-            }
-            0
-        });
-        assert_eq!(code, 0);
     }
 
     #[test]

@@ -17,12 +17,12 @@ use crate::cgroups::{self, CgroupHandle, HostCgroups, HostLimits};
 use crate::config;
 use crate::container::init::{self, start_socket_addr};
 use crate::container::plan::{hook_state, ContainerPlan, CreateOptions};
+use crate::container::sync::{Channel, ToInit, ToParent};
 use crate::error::{Context, Error, Result};
 use crate::hooks;
 use crate::namespaces::{self, Disposition};
 use crate::spawn::{self, Forked};
 use crate::state::{self, ContainerState, Store};
-use crate::sync::{Channel, ToInit, ToParent};
 
 /// A created container, as `run` needs it to go on.
 pub struct Launched {
@@ -410,7 +410,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
 /// listenerPath with the container state, and tell the init it is done.
 pub fn forward_seccomp_listener(
     channel: &Channel,
-    process: &crate::container::plan::ProcessPlan,
+    process: &crate::process::ProcessPlan,
     state_json: &[u8],
 ) -> Result<()> {
     // SAFETY: the channel's fd is open for the life of `channel`.
@@ -486,7 +486,7 @@ fn owner_name() -> String {
     // /etc/passwd first (one read); the C library's lookup (NSS) for users
     // it does not list.
     let text = crate::fsio::read_to_string("/etc/passwd").unwrap_or_default();
-    if let Some((name, _)) = crate::user::passwd_entry(&text, uid) {
+    if let Some((name, _)) = crate::process::user::passwd_entry(&text, uid) {
         return name.to_string();
     }
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {

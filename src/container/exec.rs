@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use oci_spec::runtime::Process;
 
-use crate::container::init::{final_exec, prepare_process};
-use crate::container::plan::{process_plan, TerminalWiring};
+use crate::container::sync::{Channel, ToInit, ToParent};
 use crate::error::{Context, Error, Result};
+use crate::process::{final_exec, prepare_process};
+use crate::process::{process_plan, TerminalWiring};
 use crate::spawn::{self, Forked};
 use crate::state::{self, Status, Store};
-use crate::sync::{Channel, ToInit, ToParent};
 
 pub struct ExecOptions {
     pub id: String,
@@ -129,7 +129,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     let attach = !opts.detach && opts.console_socket.is_none();
     let plan = process_plan(
         &opts.process,
-        crate::container::plan::ContainerWide {
+        crate::process::ContainerWide {
             seccomp: st.seccomp.as_ref(),
             memory_policy: st.memory_policy.as_ref(),
             personality: st.personality.as_ref(),
@@ -326,7 +326,7 @@ struct ChildArgs<'a> {
     ns_flags: libc::c_int,
     /// Join them in an intermediate that forks the process (see `exec`).
     via_intermediate: bool,
-    plan: &'a crate::container::plan::ProcessPlan,
+    plan: &'a crate::process::ProcessPlan,
     console: Option<RawFd>,
     join_cgroup: Option<&'a crate::cgroups::CgroupHandle>,
     /// The init's root to chroot into (a container without a mount namespace of its own).
@@ -335,17 +335,17 @@ struct ChildArgs<'a> {
 
 /// The first child of `exec`: the process itself, or the intermediate that forks it.
 fn child_main(a: ChildArgs<'_>) -> ! {
-    crate::container::init::forbid_inspection();
+    crate::process::forbid_inspection();
     let result = (|| -> Result<std::convert::Infallible> {
         // Nothing of the runtime's or the caller's beyond the process's stdio and preserved
         // fds: the state lock (a host directory), the parent's channel end, cgroup fds.
         let mut keep = vec![a.channel.raw_fd(), a.init_pidfd.as_raw_fd()];
         keep.extend(a.console);
         keep.extend(a.init_root);
-        crate::spawn::close_fds_from(3 + a.plan.extra_fds as RawFd, &keep)?;
+        crate::process::fds::close_fds_from(3 + a.plan.extra_fds as RawFd, &keep)?;
         // execCPUAffinity.initial applies before the process joins the container.
         if let Some(aff) = &a.plan.affinity {
-            crate::sched::apply_initial_affinity(aff, 0)?;
+            crate::process::sched::apply_initial_affinity(aff, 0)?;
         }
         crate::spawn::reset_signals();
         // Still in the host's namespaces: join the container's v1 cgroups.
@@ -376,7 +376,7 @@ fn child_main(a: ChildArgs<'_>) -> ! {
                 }
             }
         }
-        crate::container::init::forbid_inspection();
+        crate::process::forbid_inspection();
         if let Some(fd) = a.console {
             // SAFETY: the fd stays open in this process until we close it below.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -393,9 +393,11 @@ fn child_main(a: ChildArgs<'_>) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = a.channel.send(&ToParent::Failed(crate::sync::bounded_text(
-        err.to_string(),
-    )));
+    let _ = a
+        .channel
+        .send(&ToParent::Failed(crate::container::sync::bounded_text(
+            err.to_string(),
+        )));
     // SAFETY: leave the forked child without running the parent's destructors.
     unsafe { libc::_exit(255) }
 }
@@ -519,7 +521,7 @@ pub fn process_from_file(path: &Path) -> Result<Process> {
     // The schema requires only cwd and args: without a user the process runs as 0:0 (runc),
     // and oci-spec needs the object: add it. Either case goes through a Value then.
     let needs_user = !bytes.windows(6).any(|w| w == b"\"user\"");
-    if needs_user || crate::sched::spec_needs_fixup(&bytes) {
+    if needs_user || crate::process::sched::spec_needs_fixup(&bytes) {
         // runtime-spec spellings oci-spec does not read: go through a Value.
         let mut value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::msg(format!("{}: malformed JSON: {e}", path.display())))?;
@@ -527,7 +529,7 @@ pub fn process_from_file(path: &Path) -> Result<Process> {
             obj.entry("user")
                 .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
         }
-        crate::sched::fixup_spec_json(&mut value, true);
+        crate::process::sched::fixup_spec_json(&mut value, true);
         return serde_path_to_error::deserialize(value).map_err(|e| {
             Error::msg(format!(
                 "{}: invalid process: {}: {}",

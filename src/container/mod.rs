@@ -5,6 +5,7 @@ pub mod exec;
 pub mod init;
 pub mod plan;
 pub mod resources;
+pub mod sync;
 
 use std::io::Read;
 use std::os::fd::AsFd;

@@ -387,7 +387,7 @@ mod tests {
             }
             let user: oci_spec::runtime::User =
                 serde_json::from_str(r#"{"uid":1000,"gid":1000}"#).unwrap();
-            if let Err(e) = crate::user::switch_user(&user) {
+            if let Err(e) = crate::process::user::switch_user(&user) {
                 eprintln!("{e}");
                 return 3;
             }

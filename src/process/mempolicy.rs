@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use oci_spec::runtime::{LinuxMemoryPolicy, MemoryPolicyFlagType, MemoryPolicyModeType};
 
 use crate::error::{Error, Result};
-use crate::sched::CpuMask;
+use crate::process::sched::CpuMask;
 
 pub const MPOL_DEFAULT: i32 = 0;
 pub const MPOL_PREFERRED: i32 = 1;

@@ -66,66 +66,6 @@ fn is_exec(m: &std::fs::Metadata) -> bool {
     m.file_type().is_file() && m.permissions().mode() & 0o111 != 0
 }
 
-/// Leaves fds 0..3+preserve_fds open across exec and marks every higher fd
-/// close-on-exec, so nothing of the runtime leaks into the container.
-pub fn prepare_fds(preserve_fds: u32) -> Result<()> {
-    let first = preserve_fds
-        .checked_add(3)
-        .ok_or_else(|| Error::config("preserve-fds", format!("{preserve_fds} is too large")))?;
-    // SAFETY: close_range only changes fd flags; the raw syscall avoids
-    // depending on a glibc new enough to wrap it.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r != 0 {
-        let errno = Errno::last();
-        if errno != Errno::ENOSYS && errno != Errno::EINVAL {
-            return Err(Error::sys("close_range CLOSE_RANGE_CLOEXEC", errno));
-        }
-        cloexec_from_proc(first)?;
-    }
-    for fd in 3..first {
-        let fd = fd as libc::c_int;
-        // SAFETY: F_SETFD on an fd number only changes its flags; a number
-        // that is not open gives EBADF, which is fine: nothing to preserve.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 && Errno::last() != Errno::EBADF {
-            return Err(Error::sys(format!("fcntl F_SETFD fd {fd}"), Errno::last()));
-        }
-    }
-    Ok(())
-}
-
-/// Fallback for kernels before 5.11 without CLOSE_RANGE_CLOEXEC.
-fn cloexec_from_proc(first: u32) -> Result<()> {
-    const FD_DIR: &str = "/proc/self/fd";
-    let dir = std::fs::read_dir(FD_DIR).map_err(|e| Error::io("read dir", FD_DIR, e))?;
-    for entry in dir {
-        let entry = entry.map_err(|e| Error::io("read dir", FD_DIR, e))?;
-        let Some(fd) = std::str::from_utf8(entry.file_name().as_bytes())
-            .ok()
-            .and_then(|s| s.parse::<libc::c_int>().ok())
-        else {
-            continue;
-        };
-        if fd < 0 || (fd as u32) < first {
-            continue;
-        }
-        // SAFETY: only sets a flag; the directory's own fd (already closed
-        // by the time it matters, or CLOEXEC anyway) may give EBADF.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0
-            && Errno::last() != Errno::EBADF
-        {
-            return Err(Error::sys(format!("fcntl F_SETFD fd {fd}"), Errno::last()));
-        }
-    }
-    Ok(())
-}
-
 fn cstring(field: &str, s: &[u8]) -> Result<CString> {
     CString::new(s).map_err(|_| Error::config(field, "contains a NUL byte"))
 }
@@ -291,45 +231,6 @@ mod tests {
                 .to_string(),
             "exec: \"bin2/dir\": is a directory"
         );
-    }
-
-    fn cloexec(fd: i32) -> Option<bool> {
-        // SAFETY: F_GETFD only reads flags.
-        let r = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        (r >= 0).then_some(r & libc::FD_CLOEXEC != 0)
-    }
-
-    #[test]
-    fn prepare_fds_in_child() {
-        let code = in_child(|| {
-            // Make fds 3..=9 exist (cloexec or not), then ask to keep 3 and 4.
-            for fd in 3..10 {
-                // SAFETY: dup3 onto a chosen number in our own forked child.
-                unsafe { libc::dup3(0, fd, libc::O_CLOEXEC) };
-            }
-            // SAFETY: as above, a non-cloexec fd above the preserved range.
-            unsafe { libc::dup2(0, 7) };
-            if prepare_fds(2).is_err() {
-                return 2;
-            }
-            if cloexec(3) != Some(false) || cloexec(4) != Some(false) {
-                return 3;
-            }
-            if (5..10).any(|fd| cloexec(fd) != Some(true)) {
-                return 4;
-            }
-            if cloexec(0) != Some(false) {
-                return 5;
-            }
-            // The /proc walk gives the same result.
-            // SAFETY: clearing a flag in our own child.
-            unsafe { libc::fcntl(7, libc::F_SETFD, 0) };
-            if cloexec_from_proc(5).is_err() || cloexec(7) != Some(true) {
-                return 6;
-            }
-            0
-        });
-        assert_eq!(code, 0);
     }
 
     #[test]
