@@ -27,7 +27,7 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     }
     let path = bundle.join("config.json");
     let bytes =
-        crate::fsio::read_regular(&path, MAX_CONFIG).map_err(|e| Error::io("read", &path, e))?;
+        crate::sys::fsio::read_regular(&path, MAX_CONFIG).map_err(|e| Error::io("read", &path, e))?;
     parse(&bytes).map_err(|e| match e {
         Error::Msg(m) => Error::msg(format!("{}: {m}", path.display())),
         other => other,

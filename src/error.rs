@@ -78,7 +78,7 @@ pub fn retry_eintr<T>(
     loop {
         match call() {
             // A stopper during setup ends the wait (see signal::make_setup_interruptible).
-            Err(Errno::EINTR) if crate::signal::interrupted().is_some() => {
+            Err(Errno::EINTR) if crate::sys::signal::interrupted().is_some() => {
                 return Err(Errno::EINTR)
             }
             Err(Errno::EINTR) => {}

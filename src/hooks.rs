@@ -187,7 +187,7 @@ fn supervise(
     state: &[u8],
     what: &dyn Fn() -> String,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
-    let pidfd = crate::spawn::pidfd_open(child.id() as i32).with_context(what)?;
+    let pidfd = crate::sys::spawn::pidfd_open(child.id() as i32).with_context(what)?;
     let mut stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -235,7 +235,7 @@ fn supervise(
         if r < 0 {
             let e = Errno::last();
             if e == Errno::EINTR {
-                crate::signal::check_interrupted().with_context(what)?;
+                crate::sys::signal::check_interrupted().with_context(what)?;
                 continue;
             }
             return Err(Error::sys("poll", e)).with_context(what);

@@ -110,7 +110,7 @@ pub struct RdtCleanup {
 
 /// Where resctrl is mounted in our mount namespace.
 pub fn resctrl_root() -> Result<PathBuf> {
-    let text = crate::mountinfo::read_own()?;
+    let text = crate::sys::mountinfo::read_own()?;
     find_resctrl(&text).ok_or_else(|| {
         Error::config(
             FIELD,
@@ -120,7 +120,7 @@ pub fn resctrl_root() -> Result<PathBuf> {
 }
 
 fn find_resctrl(mountinfo: &str) -> Option<PathBuf> {
-    crate::mountinfo::parse(mountinfo)
+    crate::sys::mountinfo::parse(mountinfo)
         .into_iter()
         .find(|m| m.fstype == "resctrl")
         .map(|m| PathBuf::from(m.mount_point))

@@ -168,10 +168,10 @@ mod tests {
         let text = serde_json::to_vec(&rootless_spec(1234, 99)).unwrap();
         let spec = crate::config::parse(&text).unwrap();
         // No newuidmap needed: only the caller's own ids are mapped.
-        crate::userns::check_spec(&spec, 1234, 99, false).unwrap();
+        crate::namespaces::userns::check_spec(&spec, 1234, 99, false).unwrap();
         let text = serde_json::to_vec(&default_spec()).unwrap();
         let spec = crate::config::parse(&text).unwrap();
-        let e = crate::userns::check_spec(&spec, 1234, 99, true).unwrap_err();
+        let e = crate::namespaces::userns::check_spec(&spec, 1234, 99, true).unwrap_err();
         assert!(e.to_string().contains("needs a user namespace"), "{e}");
     }
 }

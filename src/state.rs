@@ -223,7 +223,7 @@ impl Store {
     pub fn load(&self, id: &str) -> Result<ContainerState> {
         validate_id(id)?;
         let path = self.dir(id).join(STATE_FILE);
-        let bytes = match crate::fsio::read(&path) {
+        let bytes = match crate::sys::fsio::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotExist(id.to_string()))

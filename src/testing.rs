@@ -67,7 +67,7 @@ pub fn is_root() -> bool {
 
 /// A field of /proc/self/status with its whitespace normalised.
 pub fn status_field(name: &str) -> String {
-    let s = crate::fsio::read_to_string("/proc/self/status").unwrap_or_default();
+    let s = crate::sys::fsio::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
         .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))

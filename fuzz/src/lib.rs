@@ -65,7 +65,7 @@ pub fn config(data: &[u8]) {
     let Ok(spec) = skiff::config::parse(data) else {
         return;
     };
-    let _ = skiff::userns::check(&spec);
+    let _ = skiff::namespaces::userns::check(&spec);
     let opts = skiff::container::CreateOptions {
         id: "fuzz".into(),
         bundle: bundle().to_path_buf(),
@@ -74,7 +74,7 @@ pub fn config(data: &[u8]) {
     let _ = skiff::container::plan::ContainerPlan::from_spec(&spec, &opts);
     // The pieces again on their own: from_spec stops at the first error.
     if let Ok(ns) = skiff::namespaces::NamespacePlan::from_spec(&spec) {
-        let _ = skiff::sysctl::SysctlPlan::from_spec(
+        let _ = skiff::namespaces::sysctl::SysctlPlan::from_spec(
             spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()),
             &ns,
         );

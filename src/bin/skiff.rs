@@ -522,7 +522,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let rootless = match skiff::userns::Rootless::parse(cli.rootless.as_deref()) {
+    let rootless = match skiff::namespaces::userns::Rootless::parse(cli.rootless.as_deref()) {
         // SAFETY: geteuid cannot fail.
         Ok(r) => r.enabled(unsafe { libc::geteuid() }),
         Err(e) => {
@@ -534,14 +534,14 @@ fn main() -> ExitCode {
     let store = Store::new(cli.root.clone().unwrap_or_else(default_root));
     match dispatch(&store, command) {
         // exec's own errors already reported (exit 255): a stopper still gives 128+N.
-        Ok(255) if skiff::signal::interrupted().is_some() => {
-            ExitCode::from(128 + skiff::signal::interrupted().unwrap_or(0) as u8)
+        Ok(255) if skiff::sys::signal::interrupted().is_some() => {
+            ExitCode::from(128 + skiff::sys::signal::interrupted().unwrap_or(0) as u8)
         }
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             logging::report_error(&e.to_string());
             // Stopped by a signal during setup: the shell's 128+N.
-            match skiff::signal::interrupted() {
+            match skiff::sys::signal::interrupted() {
                 Some(sig) => ExitCode::from(128 + sig as u8),
                 None => ExitCode::from(1),
             }
@@ -580,8 +580,8 @@ fn create_options(args: &CreateArgs, attach_terminal: bool) -> Result<CreateOpti
 fn dispatch(store: &Store, command: Command) -> Result<u8> {
     match command {
         Command::Create(args) => {
-            skiff::selfexe::ensure_protected()?;
-            skiff::signal::make_setup_interruptible()?;
+            skiff::sys::selfexe::ensure_protected()?;
+            skiff::sys::signal::make_setup_interruptible()?;
             container::create(store, &create_options(&args, false)?)?;
             Ok(0)
         }
@@ -596,7 +596,7 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Kill { all, id, signal } => {
-            let sig = skiff::signal::parse(&signal)?;
+            let sig = skiff::sys::signal::parse(&signal)?;
             container::kill(store, &id, sig, all)?;
             Ok(0)
         }
@@ -609,11 +609,11 @@ fn dispatch(store: &Store, command: Command) -> Result<u8> {
             detach,
             keep,
         } => {
-            skiff::selfexe::ensure_protected()?;
+            skiff::sys::selfexe::ensure_protected()?;
             run(store, &create, detach, keep)
         }
         Command::Exec(args) => {
-            match skiff::selfexe::ensure_protected().and_then(|()| exec(store, args)) {
+            match skiff::sys::selfexe::ensure_protected().and_then(|()| exec(store, args)) {
                 Ok(code) => Ok(code),
                 Err(e) => {
                     // runc-compat: exec's own errors exit 255.
@@ -675,12 +675,12 @@ fn pretty(v: &impl serde::Serialize) -> String {
 }
 
 fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
-    skiff::tty::block_forwarded_signals_during_setup()?;
+    skiff::terminal::relay::block_forwarded_signals_during_setup()?;
     let opts = create_options(args, !detach)?;
     let launched = container::create(store, &opts)?;
     let id = &opts.id;
     // From here on every signal waits for the container's process, which gets it.
-    skiff::tty::block_forwarded_signals()?;
+    skiff::terminal::relay::block_forwarded_signals()?;
     if let Err(e) = container::start(store, id) {
         let _ = container::delete(store, id, true);
         return Err(e);
@@ -689,9 +689,11 @@ fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8>
         return Ok(0);
     }
     let waited = match launched.console_master {
-        Some(master) => skiff::tty::relay(master, std::os::fd::AsFd::as_fd(&launched.pidfd))
-            .and_then(|()| skiff::tty::wait_exit_code(launched.state.pid)),
-        None => skiff::tty::forward_signals_and_wait(
+        Some(master) => {
+            skiff::terminal::relay::relay(master, std::os::fd::AsFd::as_fd(&launched.pidfd))
+                .and_then(|()| skiff::terminal::relay::wait_exit_code(launched.state.pid))
+        }
+        None => skiff::terminal::relay::forward_signals_and_wait(
             launched.state.pid,
             std::os::fd::AsFd::as_fd(&launched.pidfd),
         ),
@@ -704,7 +706,7 @@ fn run(store: &Store, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8>
 }
 
 fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
-    skiff::tty::block_forwarded_signals_during_setup()?;
+    skiff::terminal::relay::block_forwarded_signals_during_setup()?;
     use skiff::container::exec::{self, ExecOptions, ExecOverrides};
     let mut process = match &args.process {
         Some(file) => exec::process_from_file(file)?,

@@ -44,7 +44,7 @@ fn io_err(op: &str, p: &Path, e: std::io::Error) -> Error {
 
 fn write_raw(path: &Path, value: &str) -> std::io::Result<()> {
     // No O_CREAT/O_TRUNC: cgroup files exist or the write is wrong.
-    crate::fsio::write_existing(path, value.as_bytes())
+    crate::sys::fsio::write_existing(path, value.as_bytes())
 }
 
 fn write_file(path: &Path, value: &str) -> Result<()> {
@@ -52,7 +52,7 @@ fn write_file(path: &Path, value: &str) -> Result<()> {
 }
 
 fn read_file(path: &Path) -> Result<String> {
-    crate::fsio::read_to_string(path).map_err(|e| io_err("read", path, e))
+    crate::sys::fsio::read_to_string(path).map_err(|e| io_err("read", path, e))
 }
 
 impl CgroupHandle {
@@ -303,7 +303,7 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
 }
 
 fn has_procs(dir: &Path) -> Result<bool> {
-    match crate::fsio::read_to_string(dir.join("cgroup.procs")) {
+    match crate::sys::fsio::read_to_string(dir.join("cgroup.procs")) {
         Ok(s) => Ok(!s.trim().is_empty()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("read", &dir.join("cgroup.procs"), e)),
@@ -395,10 +395,10 @@ fn refuse_frozen(handle: &CgroupHandle) -> Result<()> {
             continue;
         };
         let frozen = if d.v2 {
-            crate::fsio::read_to_string(existing.join("cgroup.events"))
+            crate::sys::fsio::read_to_string(existing.join("cgroup.events"))
                 .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
         } else {
-            crate::fsio::read_to_string(existing.join("freezer.state"))
+            crate::sys::fsio::read_to_string(existing.join("freezer.state"))
                 .is_ok_and(|t| t.trim() != "THAWED")
         };
         if frozen {
@@ -478,7 +478,7 @@ fn make_dir(host: &HostCgroups, d: &CgroupDir, created: &mut Vec<PathBuf>) -> Re
 fn inherit_cpuset(dir: &Path) -> Result<()> {
     for f in ["cpuset.cpus", "cpuset.mems"] {
         let mine = dir.join(f);
-        let Ok(cur) = crate::fsio::read_to_string(&mine) else {
+        let Ok(cur) = crate::sys::fsio::read_to_string(&mine) else {
             continue;
         };
         if !cur.trim().is_empty() {
@@ -488,7 +488,7 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
         let mut empty = vec![dir];
         let mut value = String::new();
         for level in dir.ancestors().skip(1) {
-            let Ok(v) = crate::fsio::read_to_string(level.join(f)) else {
+            let Ok(v) = crate::sys::fsio::read_to_string(level.join(f)) else {
                 break; // above the hierarchy's root
             };
             if !v.trim().is_empty() {
@@ -513,12 +513,12 @@ fn enable_v2_controllers(host: &HostCgroups, parent: &Path) -> Result<()> {
     if v2.controllers.is_empty() {
         return Ok(());
     }
-    let avail = match crate::fsio::read_to_string(parent.join("cgroup.controllers")) {
+    let avail = match crate::sys::fsio::read_to_string(parent.join("cgroup.controllers")) {
         Ok(s) => s,
         Err(_) => return Ok(()),
     };
     let enabled =
-        crate::fsio::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+        crate::sys::fsio::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
     let want: Vec<String> = avail
         .split_whitespace()
         .filter(|c| {
@@ -654,7 +654,7 @@ fn remove_tree(p: &Path) -> Result<()> {
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    match crate::fsio::read_to_string(dir.join("cgroup.procs")) {
+    match crate::sys::fsio::read_to_string(dir.join("cgroup.procs")) {
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err("read", &dir.join("cgroup.procs"), e)),
@@ -800,13 +800,13 @@ impl CgroupHandle {
     pub fn is_frozen(&self) -> Result<bool> {
         let d = self.freezer()?;
         if d.v2 {
-            match crate::fsio::read_to_string(d.dir.join("cgroup.freeze")) {
+            match crate::sys::fsio::read_to_string(d.dir.join("cgroup.freeze")) {
                 Ok(s) => Ok(s.trim() == "1"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(io_err("read", &d.dir.join("cgroup.freeze"), e)),
             }
         } else {
-            match crate::fsio::read_to_string(d.dir.join("freezer.state")) {
+            match crate::sys::fsio::read_to_string(d.dir.join("freezer.state")) {
                 // FREEZING counts as paused, as in runc.
                 Ok(s) => Ok(s.trim() != "THAWED"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

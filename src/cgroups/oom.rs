@@ -23,7 +23,7 @@ enum Kind {
 }
 
 fn oom_kills(p: &std::path::Path) -> u64 {
-    crate::fsio::read_to_string(p)
+    crate::sys::fsio::read_to_string(p)
         .ok()
         .and_then(|s| {
             s.lines()

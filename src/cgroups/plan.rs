@@ -67,7 +67,7 @@ pub struct HostLimits {
 }
 
 fn read_trim(p: &str) -> Option<String> {
-    crate::fsio::read_to_string(p)
+    crate::sys::fsio::read_to_string(p)
         .ok()
         .map(|s| s.trim().to_string())
 }

@@ -4,7 +4,7 @@
 //! the unified hierarchy's cgroup.controllers, so v1, v2 and hybrid layouts
 //! are unit-tested from fixtures; `HostCgroups::probe()` only reads the files.
 
-use crate::mountinfo::unescape;
+use crate::sys::mountinfo::unescape;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -170,19 +170,19 @@ impl HostCgroups {
 
     /// Read this host's layout.
     pub fn probe() -> Result<Self> {
-        let mi = crate::mountinfo::read_own()?;
+        let mi = crate::sys::mountinfo::read_own()?;
         Self::probe_with_mountinfo(&mi)
     }
 
     /// [`probe`](Self::probe) with this process's mount table already read.
     pub fn probe_with_mountinfo(mi: &str) -> Result<Self> {
-        let cg = crate::fsio::read_to_string("/proc/self/cgroup")
+        let cg = crate::sys::fsio::read_to_string("/proc/self/cgroup")
             .map_err(|e| Error::io("read", "/proc/self/cgroup", e))?;
         let first = Self::parse(mi, &cg, None)?;
         let Some(v2) = &first.v2 else {
             return Ok(first);
         };
-        let ctl = crate::fsio::read_to_string(v2.mount.join("cgroup.controllers")).ok();
+        let ctl = crate::sys::fsio::read_to_string(v2.mount.join("cgroup.controllers")).ok();
         Self::parse(mi, &cg, ctl.as_deref())
     }
 

@@ -130,7 +130,7 @@ pub struct Hugetlb {
 }
 
 fn rd(p: &Path) -> Option<String> {
-    crate::fsio::read_to_string(p).ok()
+    crate::sys::fsio::read_to_string(p).ok()
 }
 
 /// A single number; "max" (and v1's huge "unlimited") read as u64::MAX.

@@ -21,8 +21,8 @@ use crate::container::sync::{Channel, ToInit, ToParent};
 use crate::error::{Context, Error, Result};
 use crate::hooks;
 use crate::namespaces::{self, Disposition};
-use crate::spawn::{self, Forked};
 use crate::state::{self, ContainerState, Store};
+use crate::sys::spawn::{self, Forked};
 
 /// A created container, as `run` needs it to go on.
 pub struct Launched {
@@ -79,7 +79,7 @@ impl Drop for Cleanup<'_> {
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     state::validate_id(&opts.id)?;
     let spec = config::load(&opts.bundle)?;
-    crate::userns::check(&spec)?;
+    crate::namespaces::userns::check(&spec)?;
     let plan = ContainerPlan::from_spec(&spec, opts)?;
     log::debug!(
         "create {}: bundle {}, rootfs {}, namespaces {:?}",
@@ -98,11 +98,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     }
     let mut rdt_cleanup = None;
     let console_socket = match &opts.console_socket {
-        Some(path) => Some(crate::console::connect_console_socket(path)?),
+        Some(path) => Some(crate::terminal::console::connect_console_socket(path)?),
         None => None,
     };
     let pidfd_socket = match &opts.pidfd_socket {
-        Some(path) => Some(crate::console::connect_console_socket(path).context("--pidfd-socket")?),
+        Some(path) => {
+            Some(crate::terminal::console::connect_console_socket(path).context("--pidfd-socket")?)
+        }
         None => None,
     };
     let run_console = if plan.process.terminal && opts.console_socket.is_none() {
@@ -164,7 +166,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         // SAFETY: prctl with plain integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    let host_mountinfo = crate::mountinfo::read_own()?;
+    let host_mountinfo = crate::sys::mountinfo::read_own()?;
     let host_cgroups = HostCgroups::probe_with_mountinfo(&host_mountinfo)?;
     let own_pid = std::process::id() as i32;
     let mut st = ContainerState {
@@ -288,7 +290,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     // The child waits for this go-ahead before running anything of the
     // container's: its cgroups must exist, and its id maps be written.
     if plan.namespaces.user == Disposition::New {
-        crate::userns::write_id_maps(pid, &plan.uid_map, &plan.gid_map)?;
+        crate::namespaces::userns::write_id_maps(pid, &plan.uid_map, &plan.gid_map)?;
     }
     match (placed_into_v2, self_join) {
         (true, true) => {}
@@ -301,8 +303,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
             .iter()
             .find(|n| n.typ == oci_spec::runtime::LinuxNamespaceType::Network)
         {
-            Some(joined) => crate::netdev::move_devices_to(&plan.net_devices, joined.fd.as_fd())?,
-            None => crate::netdev::move_devices(&plan.net_devices, pid)?,
+            Some(joined) => {
+                crate::namespaces::netdev::move_devices_to(&plan.net_devices, joined.fd.as_fd())?
+            }
+            None => crate::namespaces::netdev::move_devices(&plan.net_devices, pid)?,
         }
     }
     if let Some(rdt) = &plan.rdt {
@@ -375,12 +379,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
     st.rdt = rdt_cleanup;
     st.creator = None;
     // A stopper (Ctrl-C, SIGTERM) during setup: nothing stays (see signal::make_setup_interruptible).
-    crate::signal::check_interrupted()?;
+    crate::sys::signal::check_interrupted()?;
     store.save(&st)?;
     parent_end.send(&ToInit::Committed)?;
 
     let console_master = match run_console {
-        Some(ours) => Some(crate::console::recv_master(ours.as_fd())?),
+        Some(ours) => Some(crate::terminal::console::recv_master(ours.as_fd())?),
         None => None,
     };
     let pidfd = match cleanup.init.as_mut().and_then(|(_, fd)| fd.take()) {
@@ -388,8 +392,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Launched> {
         None => spawn::pidfd_open(pid)?,
     };
     if let Some(sock) = &pidfd_socket {
-        crate::console::send_named_fd(sock.as_fd(), pidfd.as_raw_fd(), plan.id.as_bytes())
-            .map_err(|e| Error::sys("send the init's pidfd over --pidfd-socket", e))?;
+        crate::terminal::console::send_named_fd(
+            sock.as_fd(),
+            pidfd.as_raw_fd(),
+            plan.id.as_bytes(),
+        )
+        .map_err(|e| Error::sys("send the init's pidfd over --pidfd-socket", e))?;
     }
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, pid)?;
@@ -485,7 +493,7 @@ fn owner_name() -> String {
     let uid = unsafe { libc::geteuid() };
     // /etc/passwd first (one read); the C library's lookup (NSS) for users
     // it does not list.
-    let text = crate::fsio::read_to_string("/etc/passwd").unwrap_or_default();
+    let text = crate::sys::fsio::read_to_string("/etc/passwd").unwrap_or_default();
     if let Some((name, _)) = crate::process::user::passwd_entry(&text, uid) {
         return name.to_string();
     }

@@ -23,8 +23,8 @@ use crate::container::sync::{Channel, ToInit, ToParent};
 use crate::error::{Context, Error, Result};
 use crate::process::{final_exec, prepare_process};
 use crate::process::{process_plan, TerminalWiring};
-use crate::spawn::{self, Forked};
 use crate::state::{self, Status, Store};
+use crate::sys::spawn::{self, Forked};
 
 pub struct ExecOptions {
     pub id: String,
@@ -156,7 +156,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     let ns_flags = differing_namespaces(st.pid)?;
 
     let console_socket = match &opts.console_socket {
-        Some(path) => Some(crate::console::connect_console_socket(path)?),
+        Some(path) => Some(crate::terminal::console::connect_console_socket(path)?),
         None => None,
     };
     let pair = if plan.terminal && console_socket.is_none() {
@@ -271,8 +271,8 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
             other => return Err(child_failed(other, pid)),
         }
         // A stopper during the setup ends the exec; later ones go to the process.
-        crate::signal::check_interrupted()?;
-        crate::tty::block_forwarded_signals()
+        crate::sys::signal::check_interrupted()?;
+        crate::terminal::relay::block_forwarded_signals()
     })();
     let (pid, pidfd) = match process {
         Some(p) => p,
@@ -293,7 +293,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     // by a pause and killed by a delete like the others.
     drop(lock);
     let master = match ours {
-        Some(ours) => Some(crate::console::recv_master(ours.as_fd())?),
+        Some(ours) => Some(crate::terminal::console::recv_master(ours.as_fd())?),
         None => None,
     };
     if let Some(path) = &opts.pid_file {
@@ -304,10 +304,10 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<i32> {
     }
     match master {
         Some(m) => {
-            crate::tty::relay(m, pidfd.as_fd())?;
+            crate::terminal::relay::relay(m, pidfd.as_fd())?;
             spawn::wait_exit_code(pid)
         }
-        None => crate::tty::forward_signals_and_wait(pid, pidfd.as_fd()),
+        None => crate::terminal::relay::forward_signals_and_wait(pid, pidfd.as_fd()),
     }
 }
 
@@ -347,7 +347,7 @@ fn child_main(a: ChildArgs<'_>) -> ! {
         if let Some(aff) = &a.plan.affinity {
             crate::process::sched::apply_initial_affinity(aff, 0)?;
         }
-        crate::spawn::reset_signals();
+        crate::sys::spawn::reset_signals();
         // Still in the host's namespaces: join the container's v1 cgroups.
         if let Some(cg) = a.join_cgroup {
             cg.join_self_v1()?;
@@ -380,8 +380,13 @@ fn child_main(a: ChildArgs<'_>) -> ! {
         if let Some(fd) = a.console {
             // SAFETY: the fd stays open in this process until we close it below.
             let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-            crate::console::setup_console(sock, a.plan.console_size, false, a.plan.user.uid())
-                .context("set up the console")?;
+            crate::terminal::console::setup_console(
+                sock,
+                a.plan.console_size,
+                false,
+                a.plan.user.uid(),
+            )
+            .context("set up the console")?;
             // SAFETY: closing our own copy after use.
             unsafe { libc::close(fd) };
         }

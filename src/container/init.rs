@@ -81,7 +81,7 @@ fn close_foreign_fds(a: &InitArgs<'_>) -> Result<()> {
 fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     let plan = a.plan;
     // The container starts with no signal blocked or ignored.
-    crate::spawn::reset_signals();
+    crate::sys::spawn::reset_signals();
     if a.unshare_network {
         namespaces::unshare(libc::CLONE_NEWNET as u64).context("network namespace")?;
     }
@@ -186,7 +186,7 @@ fn setup_and_wait(a: &InitArgs<'_>) -> Result<Infallible> {
     if let Some(fd) = a.console {
         // SAFETY: the parent keeps this fd open in our copy until exec.
         let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-        crate::console::setup_console(
+        crate::terminal::console::setup_console(
             sock,
             plan.process.console_size,
             true,
@@ -270,9 +270,9 @@ fn become_root() -> Result<()> {
 fn enter_new_pid_namespace(channel: &Channel) -> Result<()> {
     namespaces::unshare(libc::CLONE_NEWPID as u64)?;
     // SAFETY: single-threaded; the child continues the setup, the parent only sends and exits.
-    match unsafe { crate::spawn::clone_fork(0, None) }? {
-        crate::spawn::Forked::Child => Ok(()),
-        crate::spawn::Forked::Parent { pid, .. } => {
+    match unsafe { crate::sys::spawn::clone_fork(0, None) }? {
+        crate::sys::spawn::Forked::Child => Ok(()),
+        crate::sys::spawn::Forked::Parent { pid, .. } => {
             let _ = channel.send(&ToParent::InitPid(pid));
             // SAFETY: see `run`.
             unsafe { libc::_exit(0) }

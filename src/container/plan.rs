@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Hook, LinuxIdMapping, Spec};
 
 use crate::error::{Error, Result};
+use crate::namespaces::sysctl::SysctlPlan;
 use crate::namespaces::{Disposition, NamespacePlan};
 use crate::process::{process_plan, ContainerWide, ProcessPlan, TerminalWiring};
 use crate::rootfs::RootfsPlan;
-use crate::sysctl::SysctlPlan;
 
 /// What the command line adds to the config.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ pub struct ContainerPlan {
     pub hooks: Hooks,
     pub new_keyring: bool,
     pub cgroup: crate::cgroups::CgroupPlan,
-    pub net_devices: crate::netdev::NetDevPlan,
+    pub net_devices: crate::namespaces::netdev::NetDevPlan,
     pub rdt: Option<crate::rdt::RdtPlan>,
 }
 
@@ -173,7 +173,7 @@ impl ContainerPlan {
             hooks,
             new_keyring: !opts.no_new_keyring,
             cgroup: crate::cgroups::CgroupPlan::from_spec(spec, &opts.id)?,
-            net_devices: crate::netdev::NetDevPlan::from_spec(spec)?,
+            net_devices: crate::namespaces::netdev::NetDevPlan::from_spec(spec)?,
             rdt: crate::rdt::RdtPlan::from_spec(
                 linux.and_then(|l| l.intel_rdt().as_ref()),
                 &opts.id,

@@ -81,7 +81,7 @@ mod tests {
             if set_no_new_privs().is_err() {
                 return 2;
             }
-            let s = crate::fsio::read_to_string("/proc/self/status").unwrap_or_default();
+            let s = crate::sys::fsio::read_to_string("/proc/self/status").unwrap_or_default();
             if s.lines().any(|l| l == "NoNewPrivs:\t1") {
                 0
             } else {
@@ -99,7 +99,7 @@ mod tests {
             if set_oom_score_adj(500).is_err() {
                 return 2;
             }
-            let s = crate::fsio::read_to_string(OOM_SCORE_ADJ).unwrap_or_default();
+            let s = crate::sys::fsio::read_to_string(OOM_SCORE_ADJ).unwrap_or_default();
             if s.trim() == "500" {
                 0
             } else {

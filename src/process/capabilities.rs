@@ -29,7 +29,7 @@ const CAP_LAST_CAP: &str = "/proc/sys/kernel/cap_last_cap";
 /// The kernel's highest capability number; when unreadable, the highest one
 /// the caps crate knows.
 pub fn kernel_last_cap() -> u8 {
-    crate::fsio::read_to_string(CAP_LAST_CAP)
+    crate::sys::fsio::read_to_string(CAP_LAST_CAP)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(Capability::CAP_CHECKPOINT_RESTORE.index())
@@ -418,7 +418,7 @@ mod tests {
             5
         });
         assert_eq!(code, 0);
-        let s = crate::fsio::read_to_string(&out).unwrap();
+        let s = crate::sys::fsio::read_to_string(&out).unwrap();
         assert!(s.contains("CapEff:\t0000000000000400"), "{s}");
         assert!(s.contains("CapAmb:\t0000000000000400"), "{s}");
     }

@@ -150,7 +150,7 @@ pub fn final_exec(p: &ProcessPlan, prepared: &Prepared) -> Error {
 /// /etc/passwd, "/" when the user is not listed.
 fn home_of(uid: u32) -> String {
     // The container's own file: a FIFO or a huge file there must not hang or bloat us.
-    let text = crate::fsio::read_regular("/etc/passwd", 4 << 20)
+    let text = crate::sys::fsio::read_regular("/etc/passwd", 4 << 20)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     match crate::process::user::passwd_entry(&text, uid) {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use crate::mountinfo::{parse as parse_mountinfo, MountInfo};
+pub use crate::sys::mountinfo::{parse as parse_mountinfo, MountInfo};
 
 /// The mount that contains `path` (the last, i.e. topmost, with the
 /// longest mount point that is a prefix of it).

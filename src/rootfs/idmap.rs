@@ -17,7 +17,7 @@
 //!
 //! Which user namespace lends its mapping:
 //! - the mount's own uidMappings/gidMappings: a namespace made for it
-//!   ([`crate::userns::mapping_namespace`]: a short-lived child unshares
+//!   ([`crate::namespaces::userns::mapping_namespace`]: a short-lived child unshares
 //!   CLONE_NEWUSER, its maps are written, its ns/user is opened and the
 //!   child is killed; the fd keeps the namespace);
 //! - no mappings and a new container user namespace: the container's
@@ -37,10 +37,10 @@ use std::os::unix::ffi::OsStrExt;
 use nix::errno::Errno;
 
 use super::mounts::MountKind;
-use super::newmount::{self, MountAttr, MOUNT_ATTR_IDMAP, OPEN_TREE_CLONE};
 use super::options::MS_REC;
 use super::RootfsPlan;
 use crate::error::{Context, Error, Result};
+use crate::sys::mount_api::{self, MountAttr, MOUNT_ATTR_IDMAP, OPEN_TREE_CLONE};
 
 /// Detached bind trees the runtime process made, by mount index: every id-mapped bind, and,
 /// where the runtime may mount, every other bind too. Dropping it closes the fds; a tree that
@@ -101,8 +101,9 @@ impl DetachedMounts {
                         let i = match namespaces.iter().position(|(k, _)| *k == maps) {
                             Some(i) => i,
                             None => {
-                                let fd = crate::userns::mapping_namespace(&maps.0, &maps.1)
-                                    .context("make a user namespace for the mapping")?;
+                                let fd =
+                                    crate::namespaces::userns::mapping_namespace(&maps.0, &maps.1)
+                                        .context("make a user namespace for the mapping")?;
                                 namespaces.push((maps, fd));
                                 namespaces.len() - 1
                             }
@@ -163,7 +164,7 @@ fn make_tree(
     if clone_recursive {
         flags |= libc::AT_RECURSIVE as u32;
     }
-    let tree = newmount::open_tree(libc::AT_FDCWD, source, flags)
+    let tree = mount_api::open_tree(libc::AT_FDCWD, source, flags)
         .map_err(|e| Error::sys_path("open_tree", shown, e))?;
     set_idmap(tree.as_fd(), idmap_recursive && clone_recursive, userns).map_err(|e| {
         let hint = match e {
@@ -191,7 +192,7 @@ fn set_idmap(
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
-    newmount::setattr(tree, recursive, &attr)
+    mount_api::setattr(tree, recursive, &attr)
 }
 
 /// Whether this kernel and this process can make id-mapped mounts: tried
@@ -202,15 +203,16 @@ pub fn idmap_supported() -> bool {
     if unsafe { libc::geteuid() } != 0 {
         return false;
     }
-    let Ok(userns) = crate::userns::mapping_namespace("0 100000 1\n", "0 100000 1\n") else {
+    let Ok(userns) = crate::namespaces::userns::mapping_namespace("0 100000 1\n", "0 100000 1\n")
+    else {
         return false;
     };
     let try_tree = |tree: std::result::Result<OwnedFd, Errno>| {
         tree.and_then(|t| set_idmap(t.as_fd(), false, userns.as_fd()))
             .is_ok()
     };
-    try_tree(newmount::open_tree(libc::AT_FDCWD, c"/", OPEN_TREE_CLONE))
-        || try_tree(newmount::new_fs(c"tmpfs", &[], 0))
+    try_tree(mount_api::open_tree(libc::AT_FDCWD, c"/", OPEN_TREE_CLONE))
+        || try_tree(mount_api::new_fs(c"tmpfs", &[], 0))
 }
 
 #[cfg(test)]

@@ -53,7 +53,6 @@ mod cgroup;
 mod devices;
 mod idmap;
 mod mounts;
-pub mod newmount;
 pub(crate) mod options;
 mod paths;
 pub mod procfs;
@@ -248,8 +247,8 @@ impl RootfsPlan {
         let userns_path = user_ns.and_then(|n| n.path().clone());
         let container_maps = match (user_ns, linux) {
             (Some(n), Some(l)) if n.path().is_none() => Some((
-                crate::userns::render_map(l.uid_mappings().as_deref().unwrap_or(&[])),
-                crate::userns::render_map(l.gid_mappings().as_deref().unwrap_or(&[])),
+                crate::namespaces::userns::render_map(l.uid_mappings().as_deref().unwrap_or(&[])),
+                crate::namespaces::userns::render_map(l.gid_mappings().as_deref().unwrap_or(&[])),
             )),
             _ => None,
         };
@@ -302,7 +301,7 @@ impl Drop for UmaskGuard {
 /// set up by an engine), as runc does. Its parent directory's mount is the wrong one then:
 /// left shared, it makes pivot_root fail with EINVAL.
 fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let text = crate::mountinfo::read_own()?;
+    let text = crate::sys::mountinfo::read_own()?;
     let all = cgroup::parse_mountinfo(&text);
     if let Some(m) = cgroup::containing_mount(&all, rootfs) {
         if m.optional.split(' ').any(|f| f.starts_with("shared:")) {
@@ -387,13 +386,13 @@ pub fn prepare_with(
     if plan.dev_readonly {
         let dev = paths::open_in_root(root.as_fd(), c"dev", libc::O_PATH | libc::O_DIRECTORY)
             .map_err(|e| Error::sys_path("open", "/dev", e))?;
-        let attr = newmount::MountAttr {
+        let attr = crate::sys::mount_api::MountAttr {
             attr_set: MOUNT_ATTR_RDONLY,
             attr_clr: 0,
             propagation: 0,
             userns_fd: 0,
         };
-        newmount::setattr(dev.as_fd(), false, &attr)
+        crate::sys::mount_api::setattr(dev.as_fd(), false, &attr)
             .map_err(|e| Error::sys_path("make read-only (mount_setattr)", "/dev", e))?;
     }
     Ok(())
@@ -428,7 +427,7 @@ fn check(r: libc::c_int, op: &str, path: &str) -> Result<()> {
 /// The mount points to detach before a chroot, deepest first: every mount of our namespace
 /// that is neither the rootfs (or below it) nor one of the mounts the rootfs lies on (those
 /// cannot go without it). What stays is hidden under the moved rootfs.
-fn mounts_outside(mounts: &[crate::mountinfo::MountInfo], rootfs: &Path) -> Vec<PathBuf> {
+fn mounts_outside(mounts: &[crate::sys::mountinfo::MountInfo], rootfs: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = mounts
         .iter()
         .map(|m| PathBuf::from(&m.mount_point))
@@ -444,8 +443,8 @@ fn mounts_outside(mounts: &[crate::mountinfo::MountInfo], rootfs: &Path) -> Vec<
 /// of reach (a full host procfs or sysfs there lets a nested user namespace mount a fresh,
 /// unmasked one). Detach them all first, each made a slave so nothing propagates to the host.
 fn detach_mounts_outside(rootfs: &Path) -> Result<()> {
-    let text = crate::mountinfo::read_own()?;
-    for mp in mounts_outside(&crate::mountinfo::parse(&text), rootfs) {
+    let text = crate::sys::mountinfo::read_own()?;
+    for mp in mounts_outside(&crate::sys::mountinfo::parse(&text), rootfs) {
         let c = paths::cstring(&mp, "mount point")?;
         let _ = sys_mount(None, &c, None, MS_SLAVE | MS_REC, None);
         match nix::mount::umount2(mp.as_path(), nix::mount::MntFlags::MNT_DETACH) {
@@ -460,8 +459,8 @@ fn detach_mounts_outside(rootfs: &Path) -> Result<()> {
 /// Unmount every mount at or below `rootfs` in our mount table, deepest first: what a
 /// container without a mount namespace of its own made there (`delete`, a failed create).
 pub fn unmount_under(rootfs: &Path) -> Result<()> {
-    let text = crate::mountinfo::read_own()?;
-    let mut points: Vec<PathBuf> = crate::mountinfo::parse(&text)
+    let text = crate::sys::mountinfo::read_own()?;
+    let mut points: Vec<PathBuf> = crate::sys::mountinfo::parse(&text)
         .into_iter()
         .map(|m| PathBuf::from(m.mount_point))
         .filter(|mp| mp.starts_with(rootfs))
@@ -565,17 +564,17 @@ fn mask(
     let st = procfs::fstat(t.as_fd()).map_err(|e| Error::sys_path("stat", p.as_path(), e))?;
     let tree = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         // Directories get an empty read-only tmpfs.
-        newmount::new_fs(
+        crate::sys::mount_api::new_fs(
             c"tmpfs",
             &[],
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
         )
         .map_err(|e| Error::sys_path("mask with tmpfs", p.as_path(), e))?
     } else {
-        newmount::clone_of(null, false)
+        crate::sys::mount_api::clone_of(null, false)
             .map_err(|e| Error::sys_path("mask with /dev/null (open_tree)", p.as_path(), e))?
     };
-    newmount::move_onto(tree.as_fd(), t.as_fd())
+    crate::sys::mount_api::move_onto(tree.as_fd(), t.as_fd())
         .map_err(|e| Error::sys_path("mask (move_mount)", p.as_path(), e))
 }
 
@@ -583,18 +582,18 @@ fn make_readonly(root: std::os::fd::BorrowedFd<'_>, p: &ContainerPath) -> Result
     let Some(t) = open_target(root, p)? else {
         return Ok(());
     };
-    let tree = newmount::clone_of(t.as_fd(), true)
+    let tree = crate::sys::mount_api::clone_of(t.as_fd(), true)
         .map_err(|e| Error::sys_path("bind mount (open_tree)", p.as_path(), e))?;
     // Setting flags is allowed even where clearing locked ones is not.
-    let attr = newmount::MountAttr {
+    let attr = crate::sys::mount_api::MountAttr {
         attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    newmount::setattr(tree.as_fd(), true, &attr)
+    crate::sys::mount_api::setattr(tree.as_fd(), true, &attr)
         .map_err(|e| Error::sys_path("make read-only (mount_setattr)", p.as_path(), e))?;
-    newmount::move_onto(tree.as_fd(), t.as_fd())
+    crate::sys::mount_api::move_onto(tree.as_fd(), t.as_fd())
         .map_err(|e| Error::sys_path("bind mount (move_mount)", p.as_path(), e))
 }
 
@@ -643,7 +642,7 @@ mod plan_tests {
                     7 6 0:9 / /var/lib/c/rootfs/proc rw - proc proc rw\n\
                     8 1 0:10 / /var/lib/cx rw - tmpfs tmpfs rw\n";
         let got = mounts_outside(
-            &crate::mountinfo::parse(text),
+            &crate::sys::mountinfo::parse(text),
             Path::new("/var/lib/c/rootfs"),
         );
         let got: Vec<&str> = got.iter().map(|p| p.to_str().unwrap()).collect();

@@ -9,10 +9,10 @@ use nix::errno::Errno;
 use oci_spec::runtime::Mount;
 
 use super::cgroup::{self, Layout};
-use super::newmount::{self, MountAttr, OPEN_TREE_CLONE};
 use super::options::{self, *};
 use super::paths::{self, ContainerPath, Kind, ProcFd};
 use crate::error::{Context, Error, Result};
+use crate::sys::mount_api::{self, MountAttr, OPEN_TREE_CLONE};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountKind {
@@ -202,7 +202,10 @@ fn plan_idmap(
                     ));
                 }
             }
-            Some((crate::userns::render_map(u), crate::userns::render_map(g)))
+            Some((
+                crate::namespaces::userns::render_map(u),
+                crate::namespaces::userns::render_map(g),
+            ))
         }
         (Some(_), None) => {
             return Err(Error::config(
@@ -308,14 +311,14 @@ pub fn replace_attrs(flags: u64) -> MountAttr {
 /// the kernel refuses to drop flags that a more privileged namespace locked; retry once
 /// keeping those.
 fn set_flags_keep_locked(fd: BorrowedFd<'_>, flags: u64) -> std::result::Result<(), Errno> {
-    match newmount::setattr(fd, false, &replace_attrs(flags)) {
+    match mount_api::setattr(fd, false, &replace_attrs(flags)) {
         Err(Errno::EPERM) => {
             let st = nix::sys::statvfs::fstatvfs(fd).map_err(|_| Errno::EPERM)?;
             let retry = merge_locked(flags, locked_flags_from_statvfs(st.flags().bits()));
             if retry == flags {
                 return Err(Errno::EPERM);
             }
-            newmount::setattr(fd, false, &replace_attrs(retry))
+            mount_api::setattr(fd, false, &replace_attrs(retry))
         }
         r => r,
     }
@@ -330,7 +333,7 @@ fn settle(fd: BorrowedFd<'_>, propagation: &[u64], rec: RecAttr) -> Result<()> {
             propagation: p & !MS_REC,
             userns_fd: 0,
         };
-        newmount::setattr(fd, p & MS_REC != 0, &attr)
+        mount_api::setattr(fd, p & MS_REC != 0, &attr)
             .map_err(|e| Error::sys("mount propagation (mount_setattr)", e))?;
     }
     if !rec.is_empty() {
@@ -340,7 +343,7 @@ fn settle(fd: BorrowedFd<'_>, propagation: &[u64], rec: RecAttr) -> Result<()> {
             propagation: 0,
             userns_fd: 0,
         };
-        newmount::setattr(fd, true, &attr).map_err(|e| Error::sys("mount_setattr", e))?;
+        mount_api::setattr(fd, true, &attr).map_err(|e| Error::sys("mount_setattr", e))?;
     }
     Ok(())
 }
@@ -369,7 +372,7 @@ pub fn bind_tree(source: &CStr, recursive: bool) -> std::result::Result<OwnedFd,
     if recursive {
         flags |= libc::AT_RECURSIVE as u32;
     }
-    newmount::open_tree(libc::AT_FDCWD, source, flags)
+    mount_api::open_tree(libc::AT_FDCWD, source, flags)
 }
 
 /// A bind mount: the detached tree `prepared` by the runtime process, or one made here from
@@ -405,7 +408,7 @@ fn bind(
         set_flags_keep_locked(tree, remount).map_err(|e| Error::sys("remount", e))?;
     }
     let t = target(root, rootfs, &m.dest, kind)?;
-    newmount::move_onto(tree, t.as_fd()).map_err(|e| Error::sys("move_mount", e))?;
+    mount_api::move_onto(tree, t.as_fd()).map_err(|e| Error::sys("move_mount", e))?;
     settle(tree, &m.propagation, m.rec)
 }
 
@@ -439,14 +442,14 @@ fn fs_tree(
             owned.push((name.to_owned(), None));
         }
     }
-    let mut params = vec![newmount::FsParam::String(c"source", source)];
+    let mut params = vec![mount_api::FsParam::String(c"source", source)];
     for (k, v) in &owned {
         params.push(match v {
-            Some(v) => newmount::FsParam::String(k, v),
-            None => newmount::FsParam::Flag(k),
+            Some(v) => mount_api::FsParam::String(k, v),
+            None => mount_api::FsParam::Flag(k),
         });
     }
-    newmount::new_fs_with(fstype, &params, replace_attrs(flags).attr_set)
+    mount_api::new_fs_with(fstype, &params, replace_attrs(flags).attr_set)
 }
 
 /// A filesystem by type. Without propagation or recursive attributes to apply afterwards,
@@ -469,7 +472,7 @@ fn fs_mount(
         .map_err(|e| (e, "mount"));
     }
     let tree = fs_tree(fstype, source, m.flags, m.data.as_deref()).map_err(|e| (e, "fsmount"))?;
-    newmount::move_onto(tree.as_fd(), t).map_err(|e| (e, "move_mount"))?;
+    mount_api::move_onto(tree.as_fd(), t).map_err(|e| (e, "move_mount"))?;
     settle(tree.as_fd(), &m.propagation, m.rec)
         .map_err(|e| (e.errno().unwrap_or(Errno::EIO), "mount_setattr"))
 }
@@ -537,7 +540,7 @@ pub fn mount(
 }
 
 fn read_file(path: &str) -> Result<String> {
-    crate::fsio::read_to_string(path).map_err(|e| Error::io("read", path, e))
+    crate::sys::fsio::read_to_string(path).map_err(|e| Error::io("read", path, e))
 }
 
 fn mount_cgroup(
@@ -554,7 +557,7 @@ fn mount_cgroup(
     let text = match host_mountinfo {
         Some(t) => t,
         None => {
-            read = crate::mountinfo::read_own()?;
+            read = crate::sys::mountinfo::read_own()?;
             &read
         }
     };
@@ -581,13 +584,13 @@ fn mount_cgroup(
                 & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_ATIME_MASK | MS_NODIRATIME);
             // The tmpfs holding one directory per hierarchy: attached writable, filled through
             // its own fd, made read-only on that fd at the end.
-            let tmpfs = newmount::new_fs(
+            let tmpfs = mount_api::new_fs(
                 c"tmpfs",
                 &[(c"mode", c"755")],
                 MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
             )
             .map_err(|e| Error::sys("mount tmpfs (fsmount)", e))?;
-            newmount::move_onto(tmpfs.as_fd(), t.as_fd())
+            mount_api::move_onto(tmpfs.as_fd(), t.as_fd())
                 .map_err(|e| Error::sys("mount tmpfs (move_mount)", e))?;
             drop(t);
             let flags = per_mount | MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -620,7 +623,7 @@ fn mount_cgroup(
                     .map_err(|e| Error::sys_path("bind mount (open_tree)", &b.host_dir, e))?;
                 set_flags_keep_locked(tree.as_fd(), flags)
                     .map_err(|e| Error::sys_path("remount", &b.host_dir, e))?;
-                newmount::move_onto(tree.as_fd(), fd.as_fd())
+                mount_api::move_onto(tree.as_fd(), fd.as_fd())
                     .map_err(|e| Error::sys_path("bind mount (move_mount)", &b.host_dir, e))?;
             }
             copy_symlinks(Path::new("/sys/fs/cgroup"), tmpfs.as_fd())?;

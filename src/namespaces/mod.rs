@@ -19,6 +19,10 @@
 //!   can only be written before any process lives in it, and `execve` moves
 //!   the init into it.
 
+pub mod netdev;
+pub mod sysctl;
+pub mod userns;
+
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 /// This process's /proc/self/mountinfo, whole.
 pub fn read_own() -> crate::error::Result<String> {
     const PATH: &str = "/proc/self/mountinfo";
-    crate::fsio::read_to_string(PATH).map_err(|e| crate::error::Error::io("read", PATH, e))
+    crate::sys::fsio::read_to_string(PATH).map_err(|e| crate::error::Error::io("read", PATH, e))
 }
 
 /// One line of /proc/self/mountinfo (only the fields used here).

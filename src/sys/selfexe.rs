@@ -22,8 +22,8 @@ use std::os::unix::ffi::OsStrExt;
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
-use crate::rootfs::newmount::{self, MountAttr, OPEN_TREE_CLONE};
 use crate::rootfs::options::{MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY};
+use crate::sys::mount_api::{self, MountAttr, OPEN_TREE_CLONE};
 
 const SELF_EXE: &std::ffi::CStr = c"/proc/self/exe";
 
@@ -77,14 +77,14 @@ pub fn ensure_protected() -> Result<()> {
 /// A detached bind mount of the binary, read-only. Only the fd refers to it: it is in no
 /// mount table, and goes away with the last process that runs from it.
 fn read_only_mount() -> std::result::Result<OwnedFd, Errno> {
-    let tree = newmount::open_tree(libc::AT_FDCWD, SELF_EXE, OPEN_TREE_CLONE)?;
+    let tree = mount_api::open_tree(libc::AT_FDCWD, SELF_EXE, OPEN_TREE_CLONE)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
-    newmount::setattr(tree.as_fd(), false, &attr)?;
+    mount_api::setattr(tree.as_fd(), false, &attr)?;
     Ok(tree)
 }
 

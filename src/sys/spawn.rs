@@ -114,14 +114,14 @@ pub unsafe fn clone_fork(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked>
 /// die of SIGPIPE quietly). Only the ignored signals are touched: one read
 /// of /proc/self/status instead of a syscall per signal.
 pub fn reset_signals() {
-    crate::signal::restore_default_stoppers();
+    crate::sys::signal::restore_default_stoppers();
     // SAFETY: an initialised empty set; sigprocmask only reads it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
-    let ignored = crate::fsio::read_to_string("/proc/self/status")
+    let ignored = crate::sys::fsio::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -216,7 +216,7 @@ pub fn exit_code(status: libc::c_int) -> i32 {
 /// Field 22 (starttime, in clock ticks since boot) and field 3 (state) of /proc/PID/stat.
 /// `None` when the process does not exist.
 pub fn stat_start_time(pid: i32) -> Option<(u64, char)> {
-    let text = crate::fsio::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = crate::sys::fsio::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
 }
 

@@ -188,7 +188,7 @@ fn check_multiplexer(master: &OwnedFd) -> Result<()> {
 /// (open_tree of the peer, move_mount onto the opened console): the rootfs
 /// cannot aim the bind mount at another file (the CVE-2025-52565 class).
 fn bind_dev_console(peer: &OwnedFd) -> Result<()> {
-    use crate::rootfs::newmount;
+    use crate::sys::mount_api;
     use std::os::fd::AsFd;
     // SAFETY: NUL-terminated literal path; the fd is owned below.
     let dev = unsafe {
@@ -239,9 +239,9 @@ fn bind_dev_console(peer: &OwnedFd) -> Result<()> {
             "/dev/console exists and is neither a file nor a device (a symlink?): refusing it",
         ));
     }
-    let tree = newmount::clone_of(peer.as_fd(), false)
+    let tree = mount_api::clone_of(peer.as_fd(), false)
         .map_err(|e| Error::sys("bind the pty to /dev/console (open_tree)", e))?;
-    newmount::move_onto(tree.as_fd(), console.as_fd())
+    mount_api::move_onto(tree.as_fd(), console.as_fd())
         .map_err(|e| Error::sys_path("bind the pty to (move_mount)", "/dev/console", e))
 }
 

@@ -92,7 +92,7 @@ pub fn block_forwarded_signals() -> Result<()> {
 /// During setup: block the forwarded signals but the ones that stop the setup (see
 /// `signal::make_setup_interruptible`), which are handled until `block_forwarded_signals`.
 pub fn block_forwarded_signals_during_setup() -> Result<()> {
-    crate::signal::make_setup_interruptible()?;
+    crate::sys::signal::make_setup_interruptible()?;
     block_signals(
         FORWARDED
             .iter()
@@ -192,7 +192,7 @@ fn write_all(fd: RawFd, mut buf: &[u8]) -> std::result::Result<(), Errno> {
         match Errno::last() {
             Errno::EINTR => {}
             Errno::EAGAIN => {
-                let mut p = crate::spawn::pollfd(fd, libc::POLLOUT);
+                let mut p = crate::sys::spawn::pollfd(fd, libc::POLLOUT);
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut p, 1, -1) };
             }
@@ -279,14 +279,14 @@ pub fn relay(master: OwnedFd, pidfd: BorrowedFd<'_>) -> Result<()> {
 
     loop {
         let mut fds = [
-            crate::spawn::pollfd(pidfd.as_raw_fd(), libc::POLLIN),
-            crate::spawn::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
+            crate::sys::spawn::pollfd(pidfd.as_raw_fd(), libc::POLLIN),
+            crate::sys::spawn::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
             // A negative fd is ignored by poll.
-            crate::spawn::pollfd(
+            crate::sys::spawn::pollfd(
                 if master_open { m } else { -1 },
                 libc::POLLIN | if pending.is_empty() { 0 } else { libc::POLLOUT },
             ),
-            crate::spawn::pollfd(
+            crate::sys::spawn::pollfd(
                 if stdin_open && pending.is_empty() {
                     STDIN
                 } else {
@@ -399,8 +399,8 @@ pub fn forward_signals_and_wait(pid: i32, pidfd: BorrowedFd<'_>) -> Result<i32> 
         let signals = SignalGuard::new(&all)?;
         loop {
             let mut fds = [
-                crate::spawn::pollfd(pidfd.as_raw_fd(), libc::POLLIN),
-                crate::spawn::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
+                crate::sys::spawn::pollfd(pidfd.as_raw_fd(), libc::POLLIN),
+                crate::sys::spawn::pollfd(signals.fd.as_raw_fd(), libc::POLLIN),
             ];
             // SAFETY: fds is a valid array of pollfd.
             let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
@@ -424,7 +424,7 @@ pub fn forward_signals_and_wait(pid: i32, pidfd: BorrowedFd<'_>) -> Result<i32> 
     wait_exit_code(pid)
 }
 
-pub use crate::spawn::{exit_code, pidfd_open, wait_exit_code};
+pub use crate::sys::spawn::{exit_code, pidfd_open, wait_exit_code};
 
 #[cfg(test)]
 mod tests {
