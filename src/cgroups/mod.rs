@@ -17,6 +17,7 @@
 //! cgroup the caller happens to run in). "slice:prefix:name" paths are
 //! refused: there is no systemd driver.
 
+pub mod controllers;
 pub mod devices;
 pub mod manager;
 pub mod oom;

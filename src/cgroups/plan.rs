@@ -7,11 +7,12 @@ use std::collections::BTreeSet;
 use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
+use super::controllers;
 use super::devices::{default_rules, DevRule, DeviceState};
-use super::probe::{check_cgroups_path, clean, Backend, HostCgroups};
+use super::probe::{check_cgroups_path, clean, HostCgroups};
 use crate::error::{Error, Result};
 
-const R: &str = "linux.resources";
+pub(super) const R: &str = "linux.resources";
 
 /// One file write. If `file` does not exist in the cgroup, `alt` is tried;
 /// if neither exists the write fails, unless `optional`.
@@ -177,7 +178,7 @@ pub fn parse_list(s: &str) -> std::result::Result<BTreeSet<u32>, String> {
     Ok(out)
 }
 
-fn cfg(field: impl Into<String>, reason: impl Into<String>) -> Error {
+pub(super) fn cfg(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::config(field, reason)
 }
 
@@ -225,7 +226,7 @@ pub fn swap_to_v2(swap: i64, limit: i64) -> std::result::Result<i64, String> {
     })
 }
 
-fn max_or(v: i64) -> String {
+pub(super) fn max_or(v: i64) -> String {
     if v < 0 {
         "max".into()
     } else {
@@ -524,486 +525,19 @@ impl CgroupPlan {
         Ok(())
     }
 
-    /// The writes for this host's layout, in order.
+    /// The writes for this host's layout, in order: each controller's, from its own file
+    /// under `controllers/`.
     pub fn ops(&self, host: &HostCgroups) -> Result<Vec<Op>> {
         let r = &self.resources;
         let mut ops = Vec::new();
-        let need = |ctrl: &'static str, field: &str| -> Result<Backend<'_>> {
-            host.backend(ctrl).ok_or_else(|| {
-                super::manager::cannot_honour(
-                    field,
-                    format!("the {ctrl} controller is not available on this host"),
-                )
-            })
-        };
-        let w = |controller: &'static str, field: String, file: &str, value: String| {
-            Op::Write(Write {
-                controller,
-                field,
-                file: file.into(),
-                value,
-                alt: None,
-                optional: false,
-            })
-        };
-        if let Some(m) = r.memory() {
-            let f = |n: &str| format!("{R}.memory.{n}");
-            #[allow(deprecated)]
-            let kernel = m.kernel();
-            let any = m.limit().is_some()
-                || m.reservation().is_some()
-                || m.swap().is_some()
-                || kernel.is_some()
-                || m.kernel_tcp().is_some()
-                || m.swappiness().is_some()
-                || m.disable_oom_killer().is_some();
-            let limit = m.limit().unwrap_or(0);
-            let swap = m.swap().unwrap_or(0);
-            if any {
-                match need("memory", &f("limit"))? {
-                    Backend::V1(_) => {
-                        if m.check_before_update() == Some(true) && limit > 0 {
-                            ops.push(Op::CheckUsage {
-                                controller: "memory",
-                                usage_file: "memory.usage_in_bytes",
-                                limit,
-                            });
-                        }
-                        let lw = (limit != 0).then(|| Write {
-                            controller: "memory",
-                            field: f("limit"),
-                            file: "memory.limit_in_bytes".into(),
-                            value: limit.to_string(),
-                            alt: None,
-                            optional: false,
-                        });
-                        // memsw follows the memory limit when swap is unset
-                        // and memory goes unlimited (runc does the same).
-                        let sv = if swap == 0 && limit == -1 { -1 } else { swap };
-                        let sw = (sv != 0).then(|| Write {
-                            controller: "memory",
-                            field: f("swap"),
-                            file: "memory.memsw.limit_in_bytes".into(),
-                            value: sv.to_string(),
-                            alt: None,
-                            optional: false,
-                        });
-                        match (lw, sw) {
-                            (Some(limit), Some(swap)) => ops.push(Op::MemoryPair { limit, swap }),
-                            (Some(l), None) => ops.push(Op::Write(l)),
-                            (None, Some(s)) => ops.push(Op::Write(s)),
-                            (None, None) => {}
-                        }
-                        if let Some(v) = m.reservation().filter(|v| *v != 0) {
-                            ops.push(w(
-                                "memory",
-                                f("reservation"),
-                                "memory.soft_limit_in_bytes",
-                                v.to_string(),
-                            ));
-                        }
-                        if let Some(v) = kernel.filter(|v| *v != 0) {
-                            ops.push(w(
-                                "memory",
-                                f("kernel"),
-                                "memory.kmem.limit_in_bytes",
-                                v.to_string(),
-                            ));
-                        }
-                        if let Some(v) = m.kernel_tcp().filter(|v| *v != 0) {
-                            ops.push(w(
-                                "memory",
-                                f("kernelTCP"),
-                                "memory.kmem.tcp.limit_in_bytes",
-                                v.to_string(),
-                            ));
-                        }
-                        if let Some(v) = m.swappiness() {
-                            ops.push(w(
-                                "memory",
-                                f("swappiness"),
-                                "memory.swappiness",
-                                v.to_string(),
-                            ));
-                        }
-                        if m.disable_oom_killer() == Some(true) {
-                            ops.push(w(
-                                "memory",
-                                f("disableOOMKiller"),
-                                "memory.oom_control",
-                                "1".into(),
-                            ));
-                        }
-                    }
-                    Backend::V2(_) => {
-                        if m.check_before_update() == Some(true) && limit > 0 {
-                            ops.push(Op::CheckUsage {
-                                controller: "memory",
-                                usage_file: "memory.current",
-                                limit,
-                            });
-                        }
-                        // swap first: memory.swap.max does not depend on
-                        // memory.max, and runc orders it so too.
-                        let s2 = swap_to_v2(swap, limit).map_err(|e| cfg(f("swap"), e))?;
-                        if s2 != 0 {
-                            ops.push(w("memory", f("swap"), "memory.swap.max", max_or(s2)));
-                        }
-                        if limit != 0 {
-                            ops.push(w("memory", f("limit"), "memory.max", max_or(limit)));
-                        }
-                        if let Some(v) = m.reservation().filter(|v| *v != 0) {
-                            ops.push(w("memory", f("reservation"), "memory.low", max_or(v)));
-                        }
-                        // kernel, kernelTCP, swappiness and disableOOMKiller
-                        // have no cgroup v2 file; runc ignores them there too.
-                        if kernel.is_some()
-                            || m.kernel_tcp().is_some()
-                            || m.swappiness().is_some()
-                            || m.disable_oom_killer() == Some(true)
-                        {
-                            log::warn!("memory kernel/kernelTCP/swappiness/disableOOMKiller are not supported on cgroup v2; ignored");
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(c) = r.cpu() {
-            let f = |n: &str| format!("{R}.cpu.{n}");
-            let quota = c.quota().unwrap_or(0);
-            let period = c.period().unwrap_or(0);
-            let cpu_any = c.shares().unwrap_or(0) != 0
-                || quota != 0
-                || period != 0
-                || c.burst().is_some()
-                || c.realtime_runtime().unwrap_or(0) != 0
-                || c.realtime_period().unwrap_or(0) != 0
-                || c.idle().is_some();
-            if cpu_any {
-                match need("cpu", &f("shares"))? {
-                    Backend::V1(_) => {
-                        if let Some(s) = c.shares().filter(|s| *s != 0) {
-                            ops.push(w("cpu", f("shares"), "cpu.shares", s.to_string()));
-                        }
-                        if period != 0 {
-                            ops.push(w(
-                                "cpu",
-                                f("period"),
-                                "cpu.cfs_period_us",
-                                period.to_string(),
-                            ));
-                        }
-                        if quota != 0 {
-                            ops.push(w("cpu", f("quota"), "cpu.cfs_quota_us", quota.to_string()));
-                        }
-                        if let Some(b) = c.burst() {
-                            ops.push(w("cpu", f("burst"), "cpu.cfs_burst_us", b.to_string()));
-                        }
-                        if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
-                            ops.push(w(
-                                "cpu",
-                                f("realtimePeriod"),
-                                "cpu.rt_period_us",
-                                p.to_string(),
-                            ));
-                        }
-                        if let Some(p) = c.realtime_runtime().filter(|p| *p != 0) {
-                            ops.push(w(
-                                "cpu",
-                                f("realtimeRuntime"),
-                                "cpu.rt_runtime_us",
-                                p.to_string(),
-                            ));
-                        }
-                        if let Some(i) = c.idle() {
-                            ops.push(w("cpu", f("idle"), "cpu.idle", i.to_string()));
-                        }
-                    }
-                    Backend::V2(_) => {
-                        if c.realtime_runtime().unwrap_or(0) != 0
-                            || c.realtime_period().unwrap_or(0) != 0
-                        {
-                            return Err(cfg(
-                                f("realtimeRuntime"),
-                                "realtime scheduling limits are not supported on cgroup v2",
-                            ));
-                        }
-                        if let Some(i) = c.idle() {
-                            ops.push(w("cpu", f("idle"), "cpu.idle", i.to_string()));
-                        }
-                        if let Some(s) = c.shares().filter(|s| *s != 0) {
-                            ops.push(w(
-                                "cpu",
-                                f("shares"),
-                                "cpu.weight",
-                                shares_to_weight(s).to_string(),
-                            ));
-                        }
-                        if let Some(b) = c.burst() {
-                            ops.push(w("cpu", f("burst"), "cpu.max.burst", b.to_string()));
-                        }
-                        if quota != 0 || period != 0 {
-                            let mut v = if quota > 0 {
-                                quota.to_string()
-                            } else {
-                                "max".to_string()
-                            };
-                            if period != 0 {
-                                v.push(' ');
-                                v.push_str(&period.to_string());
-                            }
-                            ops.push(w("cpu", f("quota"), "cpu.max", v));
-                        }
-                    }
-                }
-            }
-            for (name, file, v) in [
-                ("cpus", "cpuset.cpus", c.cpus()),
-                ("mems", "cpuset.mems", c.mems()),
-            ] {
-                if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
-                    need("cpuset", &f(name))?;
-                    ops.push(w("cpuset", f(name), file, v.to_string()));
-                }
-            }
-        }
-        if let Some(p) = r.pids() {
-            if p.limit() != 0 {
-                need("pids", &format!("{R}.pids.limit"))?;
-                ops.push(w(
-                    "pids",
-                    format!("{R}.pids.limit"),
-                    "pids.max",
-                    max_or(p.limit()),
-                ));
-            }
-        }
-        if let Some(b) = r.block_io() {
-            let f = |n: &str| format!("{R}.blockIO.{n}");
-            let v1 = match host.backend("blkio") {
-                Some(Backend::V1(_)) => Some(true),
-                _ => match host.backend("io") {
-                    Some(Backend::V2(_)) => Some(false),
-                    _ => None,
-                },
-            };
-            let any = b.weight().unwrap_or(0) != 0
-                || b.leaf_weight().unwrap_or(0) != 0
-                || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-                || throttle_lists(b).iter().any(|(_, l)| !l.is_empty());
-            if any {
-                let v1 = v1.ok_or_else(|| cfg(f("weight"), "neither the blkio (v1) nor the io (v2) controller is available on this host"))?;
-                let mk =
-                    |field: String, file: &str, value: String, alt: Option<(String, String)>| {
-                        Op::Write(Write {
-                            controller: if v1 { "blkio" } else { "io" },
-                            field,
-                            file: file.into(),
-                            value,
-                            alt,
-                            optional: false,
-                        })
-                    };
-                if let Some(x) = b.weight().filter(|x| *x != 0) {
-                    if v1 {
-                        ops.push(mk(
-                            f("weight"),
-                            "blkio.weight",
-                            x.to_string(),
-                            Some(("blkio.bfq.weight".into(), x.to_string())),
-                        ));
-                    } else {
-                        ops.push(mk(
-                            f("weight"),
-                            "io.bfq.weight",
-                            x.to_string(),
-                            Some(("io.weight".into(), blkio_to_io_weight(x).to_string())),
-                        ));
-                    }
-                }
-                if let Some(x) = b.leaf_weight().filter(|x| *x != 0) {
-                    if !v1 {
-                        return Err(cfg(f("leafWeight"), "not supported on cgroup v2"));
-                    }
-                    ops.push(mk(
-                        f("leafWeight"),
-                        "blkio.leaf_weight",
-                        x.to_string(),
-                        None,
-                    ));
-                }
-                for (i, d) in b.weight_device().iter().flatten().enumerate() {
-                    let dev = format!("{}:{}", d.major(), d.minor());
-                    if let Some(x) = d.weight().filter(|x| *x != 0) {
-                        let field = f(&format!("weightDevice[{i}].weight"));
-                        if v1 {
-                            ops.push(mk(
-                                field,
-                                "blkio.weight_device",
-                                format!("{dev} {x}"),
-                                Some(("blkio.bfq.weight_device".into(), format!("{dev} {x}"))),
-                            ));
-                        } else {
-                            ops.push(mk(
-                                field,
-                                "io.bfq.weight",
-                                format!("{dev} {x}"),
-                                Some((
-                                    "io.weight".into(),
-                                    format!("{dev} {}", blkio_to_io_weight(x)),
-                                )),
-                            ));
-                        }
-                    }
-                    if let Some(x) = d.leaf_weight().filter(|x| *x != 0) {
-                        if !v1 {
-                            return Err(cfg(
-                                f(&format!("weightDevice[{i}].leafWeight")),
-                                "not supported on cgroup v2",
-                            ));
-                        }
-                        ops.push(mk(
-                            f(&format!("weightDevice[{i}].leafWeight")),
-                            "blkio.leaf_weight_device",
-                            format!("{dev} {x}"),
-                            None,
-                        ));
-                    }
-                }
-                for (name, list) in throttle_lists(b) {
-                    let (v1file, v2key) = match name {
-                        "throttleReadBpsDevice" => ("blkio.throttle.read_bps_device", "rbps"),
-                        "throttleWriteBpsDevice" => ("blkio.throttle.write_bps_device", "wbps"),
-                        "throttleReadIOPSDevice" => ("blkio.throttle.read_iops_device", "riops"),
-                        _ => ("blkio.throttle.write_iops_device", "wiops"),
-                    };
-                    for (i, d) in list.iter().enumerate() {
-                        let dev = format!("{}:{}", d.major(), d.minor());
-                        let field = f(&format!("{name}[{i}]"));
-                        if v1 {
-                            ops.push(mk(field, v1file, format!("{dev} {}", d.rate()), None));
-                        } else {
-                            let rate = if d.rate() == 0 {
-                                "max".to_string()
-                            } else {
-                                d.rate().to_string()
-                            };
-                            ops.push(mk(field, "io.max", format!("{dev} {v2key}={rate}"), None));
-                        }
-                    }
-                }
-            }
-        }
-        for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
-            let field = format!("{R}.hugepageLimits[{i}]");
-            let ps = h.page_size();
-            let (file, rsvd) = match need("hugetlb", &field)? {
-                Backend::V1(_) => (
-                    format!("hugetlb.{ps}.limit_in_bytes"),
-                    format!("hugetlb.{ps}.rsvd.limit_in_bytes"),
-                ),
-                Backend::V2(_) => (
-                    format!("hugetlb.{ps}.max"),
-                    format!("hugetlb.{ps}.rsvd.max"),
-                ),
-            };
-            ops.push(Op::Write(Write {
-                controller: "hugetlb",
-                field: field.clone(),
-                file,
-                value: h.limit().to_string(),
-                alt: None,
-                optional: false,
-            }));
-            // Reservations are limited the same when the kernel has them.
-            ops.push(Op::Write(Write {
-                controller: "hugetlb",
-                field,
-                file: rsvd,
-                value: h.limit().to_string(),
-                alt: None,
-                optional: true,
-            }));
-        }
-        if let Some(n) = r.network() {
-            if let Some(id) = n.class_id() {
-                match need("net_cls", &format!("{R}.network.classID"))? {
-                    Backend::V1(_) => ops.push(w(
-                        "net_cls",
-                        format!("{R}.network.classID"),
-                        "net_cls.classid",
-                        id.to_string(),
-                    )),
-                    Backend::V2(_) => {
-                        return Err(cfg(
-                            format!("{R}.network.classID"),
-                            "net_cls is not supported on cgroup v2",
-                        ))
-                    }
-                }
-            }
-            for (i, p) in n.priorities().iter().flatten().enumerate() {
-                let field = format!("{R}.network.priorities[{i}]");
-                match need("net_prio", &field)? {
-                    Backend::V1(_) => ops.push(w(
-                        "net_prio",
-                        field,
-                        "net_prio.ifpriomap",
-                        format!("{} {}", p.name(), p.priority()),
-                    )),
-                    Backend::V2(_) => {
-                        return Err(cfg(field, "net_prio is not supported on cgroup v2"))
-                    }
-                }
-            }
-        }
-        if let Some(rd) = r.rdma() {
-            let mut keys: Vec<_> = rd.keys().collect();
-            keys.sort();
-            for k in keys {
-                let l = &rd[k];
-                let field = format!("{R}.rdma.{k}");
-                need("rdma", &field)?;
-                let mut v = k.clone();
-                if let Some(h) = l.hca_handles() {
-                    v.push_str(&format!(" hca_handle={h}"));
-                }
-                if let Some(o) = l.hca_objects() {
-                    v.push_str(&format!(" hca_object={o}"));
-                }
-                if v.len() != k.len() {
-                    ops.push(w("rdma", field, "rdma.max", v));
-                }
-            }
-        }
-        if let Some(u) = r.unified() {
-            let Some(_v2) = &host.v2 else {
-                return Err(cfg(
-                    format!("{R}.unified"),
-                    "cgroup v2 is not mounted on this host",
-                ));
-            };
-            let mut keys: Vec<_> = u.keys().collect();
-            keys.sort();
-            for k in keys {
-                let field = format!("{R}.unified[{k:?}]");
-                let ctrl = k.split('.').next().unwrap_or("");
-                if ctrl != "cgroup" && !matches!(host.backend(ctrl), Some(Backend::V2(_))) {
-                    return Err(cfg(
-                        field,
-                        format!("the {ctrl} controller is not on cgroup v2 on this host"),
-                    ));
-                }
-                ops.push(Op::Write(Write {
-                    controller: "unified",
-                    field,
-                    file: k.clone(),
-                    value: u[k].clone(),
-                    alt: None,
-                    optional: false,
-                }));
-            }
-        }
+        controllers::memory::ops(r, host, &mut ops)?;
+        controllers::cpu::ops(r, host, &mut ops)?;
+        controllers::pids::ops(r, host, &mut ops)?;
+        controllers::io::ops(r, host, &mut ops)?;
+        controllers::hugetlb::ops(r, host, &mut ops)?;
+        controllers::network::ops(r, host, &mut ops)?;
+        controllers::rdma::ops(r, host, &mut ops)?;
+        controllers::unified::ops(r, host, &mut ops)?;
         Ok(ops)
     }
 
@@ -1025,7 +559,7 @@ fn fmt_list(s: &BTreeSet<u32>) -> String {
         .join(",")
 }
 
-fn throttle_lists(
+pub(super) fn throttle_lists(
     b: &oci_spec::runtime::LinuxBlockIo,
 ) -> [(&'static str, &[oci_spec::runtime::LinuxThrottleDevice]); 4] {
     fn g(
